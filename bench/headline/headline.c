@@ -1,0 +1,279 @@
+/* headline.c - the project's main comparison: the same CPU-bound object
+ * workloads in free-threaded and GIL mode, at 1 and 2 threads, in one run.
+ *
+ * Workloads (each thread loops, polling ft_safepoint between operations):
+ *   churn        build a 3-tuple of fresh ints and drop it (allocation + RC)
+ *   dict_update  set/get int keys in a dict of the thread's own
+ *   shared_read  get values from one dict shared by all threads; the values
+ *                are ordinary objects owned by the main thread, so every read
+ *                pays the non-owner (atomic) counting path
+ * Both modes run in this one process: ft_init(mode) ... ft_fini() per mode.
+ * Prints a table and writes JSON lines (--json) for bench/headline/plot.sh.
+ * Never asserts on time. */
+#include "bench_util.h"
+#include "ft_config.h"
+#include "ftrt.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { W_CHURN, W_DICT, W_SHARED, W_COUNT };
+static const char *const workload_names[W_COUNT] = { "churn", "dict_update", "shared_read" };
+
+#define MAX_THREADS 16
+#define SHARED_KEYS 1024
+#define BATCH 64
+
+typedef struct run {
+    int workload;
+    int nthreads;
+    pthread_barrier_t start;
+    _Atomic int stop;
+    void *shared_dict;
+    void *shared_keys[SHARED_KEYS];
+    uint64_t ops[MAX_THREADS];
+} run;
+
+typedef struct worker_arg {
+    run *r;
+    int id;
+} worker_arg;
+
+static void churn_batch(uint64_t *counter)
+{
+    for (int i = 0; i < BATCH; i++) {
+        void *t = ft_tuple_new(3);
+        ft_tuple_set(t, 0, ft_int_from_i64(1000 + (int64_t)*counter));
+        ft_tuple_set(t, 1, ft_int_from_i64(-1000 - (int64_t)*counter));
+        ft_tuple_set(t, 2, ft_int_from_i64(7));
+        ft_decref(t);
+        (*counter)++;
+        ft_safepoint();
+    }
+}
+
+static void dict_batch(void *dict, uint64_t *counter)
+{
+    for (int i = 0; i < BATCH; i++) {
+        uint64_t n = *counter;
+        void *key = ft_int_from_i64(300 + (int64_t)(n & 1023));
+        void *value = ft_int_from_i64((int64_t)n + 1000);
+        ft_dict_set(dict, key, value);
+        ft_decref(value);
+        void *got = ft_dict_get(dict, key);
+        ft_xdecref(got);
+        ft_decref(key);
+        (*counter)++;
+        ft_safepoint();
+    }
+}
+
+static void shared_batch(run *r, uint64_t *counter)
+{
+    for (int i = 0; i < BATCH; i++) {
+        uint64_t n = *counter;
+        void *got = ft_dict_get(r->shared_dict, r->shared_keys[(n * 7919) & (SHARED_KEYS - 1)]);
+        ft_xdecref(got);
+        (*counter)++;
+        ft_safepoint();
+    }
+}
+
+static void *worker(void *p)
+{
+    worker_arg *a = p;
+    run *r = a->r;
+    uint64_t count = 0;
+    void *own_dict = r->workload == W_DICT ? ft_dict_new() : NULL;
+
+    /* Wait for the others outside the GIL: a blocking region. */
+    FT_BLOCKING(pthread_barrier_wait(&r->start));
+    /* relaxed: the stop flag only ends the loop; the count is read after join. */
+    while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+        switch (r->workload) {
+        case W_CHURN:
+            churn_batch(&count);
+            break;
+        case W_DICT:
+            dict_batch(own_dict, &count);
+            break;
+        default:
+            shared_batch(r, &count);
+            break;
+        }
+    }
+    r->ops[a->id] = count;
+    ft_xdecref(own_dict);
+    return NULL;
+}
+
+static double measure(run *r, double seconds)
+{
+    pthread_t threads[MAX_THREADS];
+    worker_arg args[MAX_THREADS];
+    uint64_t t0, t1, total = 0;
+
+    atomic_store_explicit(&r->stop, 0, memory_order_relaxed);
+    pthread_barrier_init(&r->start, NULL, (unsigned)r->nthreads + 1);
+    for (int i = 0; i < r->nthreads; i++) {
+        args[i] = (worker_arg){ r, i };
+        if (ft_thread_start(&threads[i], worker, &args[i]) != 0) {
+            fprintf(stderr, "headline: cannot start thread\n");
+            exit(1);
+        }
+    }
+    ft_blocking_begin();
+    pthread_barrier_wait(&r->start);
+    t0 = bench_now_ns();
+    struct timespec ts = { (time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9) };
+    nanosleep(&ts, NULL);
+    /* relaxed: see worker(). */
+    atomic_store_explicit(&r->stop, 1, memory_order_relaxed);
+    ft_blocking_end();
+    for (int i = 0; i < r->nthreads; i++)
+        ft_thread_join(threads[i], NULL);
+    t1 = bench_now_ns();
+    pthread_barrier_destroy(&r->start);
+    for (int i = 0; i < r->nthreads; i++)
+        total += r->ops[i];
+    return (double)total / ((double)(t1 - t0) / 1e9);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: headline [--seconds S] [--reps N] [--threads 1,2] [--json FILE] [--dat FILE]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = 1.0;
+    int reps = 3;
+    int thread_counts[8] = { 1, 2 };
+    int nthread_counts = 2;
+    const char *json_path = NULL;
+    const char *dat_path = NULL;
+    FILE *json = NULL;
+    /* [mode][workload][thread-count index] = median ops/s */
+    static double result[2][W_COUNT][8];
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+            seconds = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            json_path = argv[++i];
+        } else if (strcmp(argv[i], "--dat") == 0 && i + 1 < argc) {
+            dat_path = argv[++i];
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            char *list = argv[++i], *save = NULL;
+            nthread_counts = 0;
+            for (char *tok = strtok_r(list, ",", &save); tok != NULL && nthread_counts < 8;
+                 tok = strtok_r(NULL, ",", &save)) {
+                int n = atoi(tok);
+                if (n < 1 || n > MAX_THREADS)
+                    usage();
+                thread_counts[nthread_counts++] = n;
+            }
+        } else {
+            usage();
+        }
+    }
+    if (seconds <= 0 || reps < 1 || nthread_counts == 0)
+        usage();
+    if (json_path != NULL && (json = fopen(json_path, "w")) == NULL) {
+        fprintf(stderr, "headline: cannot write %s: %s\n", json_path, strerror(errno));
+        return 1;
+    }
+    bench_print_machine(json, "headline", FT_CFG_BUILDTYPE);
+    printf("# %d reps of %.2f s per cell, median reported; above %ld threads the machine is oversubscribed\n",
+           reps, seconds, sysconf(_SC_NPROCESSORS_ONLN));
+
+    for (int mode = 0; mode < 2; mode++) {
+        ft_config cfg;
+        run *r = calloc(1, sizeof *r);
+
+        ft_config_default(&cfg);
+        cfg.mode = mode == 0 ? FT_MODE_FREE_THREADED : FT_MODE_GIL;
+        if (ft_init(&cfg) != 0) {
+            fprintf(stderr, "headline: ft_init failed\n");
+            return 1;
+        }
+        r->shared_dict = ft_dict_new();
+        for (int k = 0; k < SHARED_KEYS; k++) {
+            char name[32];
+            int len = snprintf(name, sizeof name, "key-%d", k);
+            r->shared_keys[k] = ft_str_from(name, (size_t)len);
+            void *value = ft_int_from_i64(100000 + k);
+            ft_dict_set(r->shared_dict, r->shared_keys[k], value);
+            ft_decref(value);
+        }
+        for (int w = 0; w < W_COUNT; w++) {
+            for (int t = 0; t < nthread_counts; t++) {
+                double samples[64];
+                int n = reps < 64 ? reps : 64;
+                r->workload = w;
+                r->nthreads = thread_counts[t];
+                for (int rep = 0; rep < n; rep++) {
+                    samples[rep] = measure(r, seconds);
+                    if (json != NULL)
+                        fprintf(json,
+                                "{\"bench\":\"headline\",\"mode\":\"%s\",\"workload\":\"%s\",\"threads\":%d,"
+                                "\"rep\":%d,\"ops_per_s\":%.0f}\n",
+                                mode == 0 ? "free-threaded" : "gil", workload_names[w], r->nthreads, rep,
+                                samples[rep]);
+                }
+                result[mode][w][t] = bench_median(samples, (size_t)n);
+            }
+        }
+        for (int k = 0; k < SHARED_KEYS; k++)
+            ft_decref(r->shared_keys[k]);
+        ft_decref(r->shared_dict);
+        ft_fini();
+        free(r);
+    }
+
+    printf("\n%-12s %7s %16s %16s %8s\n", "workload", "threads", "free-threaded/s", "GIL/s", "FT/GIL");
+    for (int w = 0; w < W_COUNT; w++)
+        for (int t = 0; t < nthread_counts; t++)
+            printf("%-12s %7d %16.0f %16.0f %7.2fx\n", workload_names[w], thread_counts[t], result[0][w][t],
+                   result[1][w][t], result[0][w][t] / result[1][w][t]);
+    printf("\nscaling vs 1 thread (goals at 2 threads: free-threaded >= 1.9x, GIL <= 1.05x)\n");
+    printf("%-12s %7s %14s %10s\n", "workload", "threads", "free-threaded", "GIL");
+    for (int w = 0; w < W_COUNT; w++) {
+        for (int t = 0; t < nthread_counts; t++) {
+            double ft = result[0][w][t] / result[0][w][0];
+            double gil = result[1][w][t] / result[1][w][0];
+            printf("%-12s %7d %13.2fx %9.2fx\n", workload_names[w], thread_counts[t], ft, gil);
+            if (json != NULL)
+                fprintf(json,
+                        "{\"bench\":\"headline\",\"kind\":\"summary\",\"workload\":\"%s\",\"threads\":%d,"
+                        "\"ft_ops_per_s\":%.0f,\"gil_ops_per_s\":%.0f,\"ft_scaling\":%.3f,\"gil_scaling\":%.3f,"
+                        "\"ft_over_gil\":%.3f}\n",
+                        workload_names[w], thread_counts[t], result[0][w][t], result[1][w][t], ft, gil,
+                        result[0][w][t] / result[1][w][t]);
+        }
+    }
+    if (json != NULL)
+        fclose(json);
+    if (dat_path != NULL) {
+        /* gnuplot input for bench/headline/plot.gp: one row per cell. */
+        FILE *dat = fopen(dat_path, "w");
+        if (dat == NULL) {
+            fprintf(stderr, "headline: cannot write %s: %s\n", dat_path, strerror(errno));
+            return 1;
+        }
+        fprintf(dat, "# label free_threaded_mops gil_mops\n");
+        for (int w = 0; w < W_COUNT; w++)
+            for (int t = 0; t < nthread_counts; t++)
+                fprintf(dat, "\"%s %dT\" %.4f %.4f\n", workload_names[w], thread_counts[t],
+                        result[0][w][t] / 1e6, result[1][w][t] / 1e6);
+        fclose(dat);
+    }
+    return 0;
+}

@@ -1,0 +1,79 @@
+/* ftrt/lock.h - the one-byte mutex and per-object critical sections.
+ *
+ * ft_mutex spins briefly (ck backoff), then parks on an address-keyed parking
+ * lot (futex). An attached thread that parks detaches while it waits, so it
+ * never delays a stop-the-world. Critical sections lock an object's ob_mutex
+ * and are suspended when the thread blocks (PEP 703), so two threads holding
+ * each other's objects cannot deadlock through them. */
+#ifndef FTRT_LOCK_H
+#define FTRT_LOCK_H
+
+#include "ftrt/common.h"
+
+#include <stdatomic.h>
+
+typedef struct ft_mutex {
+    _Atomic uint8_t bits; /* FT_MUTEX_LOCKED | FT_MUTEX_HAS_PARKED */
+} ft_mutex;
+
+#define FT_MUTEX_INIT { 0 }
+#define FT_MUTEX_LOCKED     1u
+#define FT_MUTEX_HAS_PARKED 2u
+
+FT_API FT_NOINLINE void ft_mutex_lock_slow(ft_mutex *m);
+FT_API FT_NOINLINE void ft_mutex_unlock_slow(ft_mutex *m);
+
+static inline void ft_mutex_lock(ft_mutex *m)
+{
+    uint8_t expected = 0;
+    /* acquire: pairs with the release in ft_mutex_unlock; the previous
+     * holder's writes are visible inside the section. */
+    if (FT_UNLIKELY(!atomic_compare_exchange_strong_explicit(&m->bits, &expected, FT_MUTEX_LOCKED,
+                                                             memory_order_acquire, memory_order_relaxed)))
+        ft_mutex_lock_slow(m);
+}
+
+static inline void ft_mutex_unlock(ft_mutex *m)
+{
+    uint8_t expected = FT_MUTEX_LOCKED;
+    /* release: pairs with the acquire in ft_mutex_lock. */
+    if (FT_UNLIKELY(!atomic_compare_exchange_strong_explicit(&m->bits, &expected, 0,
+                                                             memory_order_release, memory_order_relaxed)))
+        ft_mutex_unlock_slow(m);
+}
+
+/* True if the lock was taken without waiting. */
+FT_API bool ft_mutex_trylock(ft_mutex *m);
+FT_API bool ft_mutex_is_locked(ft_mutex *m);
+
+/* A per-object critical section; lives on the caller's stack. */
+typedef struct ft_critical_section {
+    struct ft_critical_section *prev; /* enclosing section of this thread */
+    ft_mutex *m1;                     /* first lock (lower address for two-object sections) */
+    ft_mutex *m2;                     /* second lock or NULL */
+    bool suspended;                   /* unlocked while the thread blocks */
+} ft_critical_section;
+
+/* Locks obj's mutex as the thread's innermost critical section. */
+FT_API void ft_critical_section_begin(ft_critical_section *cs, void *obj);
+/* Locks two objects' mutexes in address order (one mutex if a == b). */
+FT_API void ft_critical_section_begin2(ft_critical_section *cs, void *a, void *b);
+/* Ends the innermost section, resuming the enclosing one if it was suspended. */
+FT_API void ft_critical_section_end(ft_critical_section *cs);
+
+#define FT_CRITICAL_SECTION_BEGIN(obj) \
+    { \
+        ft_critical_section ft_cs_; \
+        ft_critical_section_begin(&ft_cs_, (obj));
+#define FT_CRITICAL_SECTION_END \
+        ft_critical_section_end(&ft_cs_); \
+    }
+#define FT_CRITICAL_SECTION2_BEGIN(a, b) \
+    { \
+        ft_critical_section ft_cs2_; \
+        ft_critical_section_begin2(&ft_cs2_, (a), (b));
+#define FT_CRITICAL_SECTION2_END \
+        ft_critical_section_end(&ft_cs2_); \
+    }
+
+#endif /* FTRT_LOCK_H */

@@ -1,0 +1,85 @@
+/* mem.h - the mem layer's interface to the layers above (private).
+ *
+ * Three kinds of pages, so that a heap walk visits only what it should:
+ *   FTI_KIND_RAW  ft_malloc memory, never walked by the collector
+ *   FTI_KIND_OBJ  objects of non-GC types
+ *   FTI_KIND_GC   objects the collector must walk
+ *
+ * Contract with the object layer (what makes walks and merges safe):
+ *   - mem never writes bytes 0..7 of a freed block: the free-list link lives
+ *     at offset 8. The object layer zeroes ob_owner before freeing, so a freed
+ *     slot of an object kind reads ob_owner == 0.
+ *   - a slot of an object kind that was never handed out reads zero in its
+ *     bytes 0..7.
+ *   - object-kind blocks are 16-byte aligned and at least 16 bytes. */
+#ifndef FT_MEM_H
+#define FT_MEM_H
+
+#ifndef FT_BUILDING
+#error "mem.h is private to the ftrt library"
+#endif
+
+#include "ft_internal.h"
+#include "ftrt/mem.h"
+
+typedef enum fti_kind {
+    FTI_KIND_RAW = 0,
+    FTI_KIND_OBJ = 1,
+    FTI_KIND_GC = 2,
+    FTI_KIND_COUNT
+} fti_kind;
+
+typedef struct fti_heap fti_heap;
+
+/* Allocates size bytes of the given kind from the calling thread's heap
+ * (created on first use). NULL on out-of-memory or absurd size. Object kinds
+ * are not zeroed beyond what the contract above says; callers zero. */
+FT_INTERNAL void *fti_mem_alloc(fti_kind kind, size_t size);
+
+/* Frees a block of any kind, from any thread. Aborts with a one-line message
+ * on a pointer mem did not allocate or a detectable double free. */
+FT_INTERNAL void fti_mem_free(void *p);
+
+/* Usable size of a block; 0 for a pointer mem did not allocate. */
+FT_INTERNAL size_t fti_mem_usable_size(const void *p);
+
+/* True if p is the start of a block mem handed out and has not freed
+ * (debug checks: a traverse visiting a freed or foreign pointer). Exact when
+ * the world is stopped; otherwise a hint. */
+FT_INTERNAL bool fti_mem_is_live_block(const void *p);
+
+/* Kind of the page p lies in, or -1 when p is not mem's. */
+FT_INTERNAL int fti_mem_kind_of(const void *p);
+
+/* The calling thread's heap, creating it if needed (NULL on OOM). */
+FT_INTERNAL fti_heap *fti_heap_current(void);
+
+/* Abandons the calling thread's heap: its pages stay walkable and are adopted
+ * or reclaimed by later activity; ft_tls_head.heap becomes NULL. Called by
+ * thread detach and at thread exit. */
+FT_INTERNAL void fti_heap_abandon_current(void);
+
+/* Visits every slot of the given object kind in pages the calling thread's
+ * heap owns, and the large blocks that heap allocated, whether live or free
+ * (see the contract above: a free slot reads ob_owner == 0). Owner only. The
+ * visitor returns nonzero to stop. */
+typedef int (*fti_block_visit_fn)(void *block, size_t block_size, void *arg);
+FT_INTERNAL int fti_heap_visit_own_slots(fti_kind kind, fti_block_visit_fn fn, void *arg);
+
+/* Walk flags */
+#define FTI_WALK_ALL     0u
+#define FTI_WALK_TOUCHED 1u /* only pages that allocated a block since the last fti_mem_clear_touched */
+
+/* Visits every live (allocated, not freed) block of a kind in every heap,
+ * abandoned pages and large blocks included. The world must be stopped (or
+ * the process single-threaded). Returns the visitor's nonzero result, or 0. */
+FT_INTERNAL int fti_mem_walk(fti_kind kind, unsigned flags, fti_block_visit_fn fn, void *arg);
+
+/* Forgets which pages were touched (collector, world stopped). */
+FT_INTERNAL void fti_mem_clear_touched(fti_kind kind);
+
+/* Layer init/fini, called by the runtime (mem also works before ft_init). */
+FT_INTERNAL int fti_mem_init(void);
+FT_INTERNAL void fti_mem_fini(void);
+
+#endif /* FT_MEM_H */

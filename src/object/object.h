@@ -1,0 +1,60 @@
+/* object.h - the object layer's interface to the collector and builtins
+ * (private). The object core (counting, allocation, deallocation, local
+ * roots, QSBR-delayed frees) sits below the collector: the collector needs
+ * the header; the core calls up into it only through hooks registered here. */
+#ifndef FT_OBJECT_INT_H
+#define FT_OBJECT_INT_H
+
+#ifndef FT_BUILDING
+#error "object.h is private to the ftrt library"
+#endif
+
+#include "ft_internal.h"
+#include "ftrt/object.h"
+#include "ftrt/runtime.h"
+
+/* ob_gc_bits. FTI_GC_TRACKED is set by ft_new for FT_TYPE_GC types and
+ * cleared at deallocation; the others belong to the collector. */
+#define FTI_GC_TRACKED     (1u << 0)
+#define FTI_GC_OLD         (1u << 1) /* survived a collection */
+#define FTI_GC_FROZEN      (1u << 2) /* ft_gc_freeze: permanent generation */
+#define FTI_GC_UNREACHABLE (1u << 3) /* collector scratch */
+#define FTI_GC_ALIVE       (1u << 4) /* collector scratch */
+#define FTI_GC_SCRATCH     (1u << 5) /* collector scratch */
+
+/* Hooks the collector registers at init. */
+typedef struct fti_object_hooks {
+    /* An object with FT_OB_HAS_WEAKREFS is being deallocated: clear the
+     * weakrefs pointing at it and schedule their callbacks. */
+    void (*clear_weakrefs)(ft_object *o);
+    /* The calling thread's gc_alloc_count reached the young threshold. */
+    void (*alloc_threshold)(void);
+} fti_object_hooks;
+FT_INTERNAL void fti_object_set_hooks(const fti_object_hooks *hooks);
+
+/* Young-generation threshold compared with ft_tls_head.gc_alloc_count at each
+ * tracked allocation (0 = never call alloc_threshold). */
+FT_INTERNAL void fti_object_set_alloc_threshold(uint64_t threshold);
+
+/* World stopped: merges every object queued to any owner (so that counts
+ * read by the collector are complete). */
+FT_INTERNAL void fti_brc_merge_all_stopped(void);
+
+/* World stopped: local + shared count of o (immortal: INTPTR_MAX / 2). */
+FT_INTERNAL intptr_t fti_object_total_refcount(const ft_object *o);
+
+/* o's count reached zero: finalize (once), clear weakrefs, release the
+ * references it holds through traverse without recursing on the C stack,
+ * run the type's dealloc, free the memory. */
+FT_INTERNAL void fti_object_dealloc(ft_object *o);
+
+/* Frees raw (ft_malloc) memory after a QSBR grace period: for containers
+ * whose lock-free readers may still be reading old storage. Bounded: a thread
+ * holding more than cfg->qsbr_budget_bytes forces a grace period. */
+FT_INTERNAL void fti_qsbr_free_delayed(void *raw, size_t bytes);
+
+/* Layer init/fini (runtime). */
+FT_INTERNAL int fti_object_init(const ft_config *cfg);
+FT_INTERNAL void fti_object_fini(void);
+
+#endif /* FT_OBJECT_INT_H */
