@@ -145,7 +145,7 @@ static double measure(run *r, double seconds)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: headline [--seconds S] [--reps N] [--threads 1,2] [--json FILE] [--dat FILE]\n");
+    fprintf(stderr, "usage: headline [--seconds S] [--reps N] [--threads 1,2] [--only WORKLOAD] [--json FILE] [--dat FILE]\n");
     exit(2);
 }
 
@@ -157,6 +157,7 @@ int main(int argc, char **argv)
     int nthread_counts = 2;
     const char *json_path = NULL;
     const char *dat_path = NULL;
+    const char *only = NULL;
     FILE *json = NULL;
     /* [mode][workload][thread-count index] = median ops/s */
     static double result[2][W_COUNT][8];
@@ -168,6 +169,8 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
             json_path = argv[++i];
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            only = argv[++i];
         } else if (strcmp(argv[i], "--dat") == 0 && i + 1 < argc) {
             dat_path = argv[++i];
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
@@ -214,6 +217,8 @@ int main(int argc, char **argv)
             ft_decref(value);
         }
         for (int w = 0; w < W_COUNT; w++) {
+            if (only != NULL && strcmp(only, workload_names[w]) != 0)
+                continue;
             for (int t = 0; t < nthread_counts; t++) {
                 double samples[64];
                 int n = reps < 64 ? reps : 64;
@@ -240,13 +245,13 @@ int main(int argc, char **argv)
 
     printf("\n%-12s %7s %16s %16s %8s\n", "workload", "threads", "free-threaded/s", "GIL/s", "FT/GIL");
     for (int w = 0; w < W_COUNT; w++)
-        for (int t = 0; t < nthread_counts; t++)
+        for (int t = 0; t < nthread_counts && (only == NULL || strcmp(only, workload_names[w]) == 0); t++)
             printf("%-12s %7d %16.0f %16.0f %7.2fx\n", workload_names[w], thread_counts[t], result[0][w][t],
                    result[1][w][t], result[0][w][t] / result[1][w][t]);
     printf("\nscaling vs 1 thread (goals at 2 threads: free-threaded >= 1.9x, GIL <= 1.05x)\n");
     printf("%-12s %7s %14s %10s\n", "workload", "threads", "free-threaded", "GIL");
     for (int w = 0; w < W_COUNT; w++) {
-        for (int t = 0; t < nthread_counts; t++) {
+        for (int t = 0; t < nthread_counts && (only == NULL || strcmp(only, workload_names[w]) == 0); t++) {
             double ft = result[0][w][t] / result[0][w][0];
             double gil = result[1][w][t] / result[1][w][0];
             printf("%-12s %7d %13.2fx %9.2fx\n", workload_names[w], thread_counts[t], ft, gil);
@@ -270,7 +275,7 @@ int main(int argc, char **argv)
         }
         fprintf(dat, "# label free_threaded_mops gil_mops\n");
         for (int w = 0; w < W_COUNT; w++)
-            for (int t = 0; t < nthread_counts; t++)
+            for (int t = 0; t < nthread_counts && (only == NULL || strcmp(only, workload_names[w]) == 0); t++)
                 fprintf(dat, "\"%s %dT\" %.4f %.4f\n", workload_names[w], thread_counts[t],
                         result[0][w][t] / 1e6, result[1][w][t] / 1e6);
         fclose(dat);

@@ -48,9 +48,11 @@ FT_API bool ft_str_equal(const void *a, const void *b);
 /* ---- tuple: fixed size; ft_tuple_new(0) is the immortal empty tuple ---- */
 FT_API void *ft_tuple_new(size_t n);
 /* Steals the reference to item; for filling a tuple before sharing it.
- * Returns -ERANGE for an out-of-range index. */
+ * Returns -ERANGE for an out-of-range index (the reference is still
+ * consumed, as PyTuple_SetItem does). */
 FT_API int ft_tuple_set(void *tuple, size_t index, void *item);
-/* New reference, or NULL (and -ERANGE semantics) when out of range. */
+/* New reference, or NULL with errno = ERANGE when out of range (also NULL
+ * for a slot never set). */
 FT_API void *ft_tuple_get(const void *tuple, size_t index);
 FT_API size_t ft_tuple_len(const void *tuple);
 
@@ -58,28 +60,50 @@ FT_API size_t ft_tuple_len(const void *tuple);
 FT_API void *ft_list_new(void);
 /* Does not steal: the list takes its own reference. */
 FT_API int ft_list_append(void *list, void *item);
-FT_API void *ft_list_get(void *list, ssize_t index); /* negative counts from the end */
+/* New reference; negative indexes count from the end. Out of range: NULL
+ * with errno = ERANGE. Lock-free (see docs/builtins.md). */
+FT_API void *ft_list_get(void *list, ssize_t index);
+/* Does not steal. 0, or -ERANGE when out of range. */
 FT_API int ft_list_set(void *list, ssize_t index, void *item);
 FT_API void *ft_list_pop(void *list); /* last item (new reference) or NULL when empty */
 FT_API size_t ft_list_len(void *list);
 
 /* ---- dict: str and int keys, insertion order kept ---- */
 FT_API void *ft_dict_new(void);
-/* Keys of other types: -EINVAL and a one-line error on stderr. Does not steal. */
+/* Keys of other types: -EINVAL and a one-line error on stderr naming the call
+ * and the type. Does not steal. 0, -EINVAL or -ENOMEM. */
 FT_API int ft_dict_set(void *dict, void *key, void *value);
-/* New reference to the value, or NULL when absent. */
+/* New reference to the value, or NULL when absent (or for a key of another
+ * type, with the one-line error). Lock-free (see docs/builtins.md). */
 FT_API void *ft_dict_get(void *dict, const void *key);
-/* 0, or -ENOENT when absent. */
+/* Lookup for code holding results in local roots (ftrt/object.h): stores the
+ * value (or NULL) in *slot, which must belong to the calling thread's pushed
+ * roots frame, and returns true when found. A deferred or immortal value is
+ * stored without counting (the collector sees the slot), so readers of
+ * deferred values on many threads write no shared count; other values are
+ * stored as new references. Release with ft_root_slot_clear before the frame
+ * is popped, and do not ft_decref such a slot's value directly (a value made
+ * deferred while held counted in a slot keeps that one count). */
+FT_API bool ft_dict_get_rooted(void *dict, const void *key, void **slot);
+/* Releases what ft_dict_get_rooted stored in *slot and sets it to NULL. */
+FT_API void ft_root_slot_clear(void **slot);
+/* 0, -ENOENT when absent, or -EINVAL for a key of another type. */
 FT_API int ft_dict_del(void *dict, const void *key);
 FT_API size_t ft_dict_len(void *dict);
 /* Iteration in insertion order: start with *pos = 0; returns true and new
- * references in *key and *value while items remain. */
+ * references in *key and *value (either may be NULL: not wanted) while items
+ * remain. Concurrent changes never yield invalid items, but after a resize
+ * items may be skipped or repeated. */
 FT_API bool ft_dict_next(void *dict, size_t *pos, void **key, void **value);
 
 /* ---- weak-value map: entries disappear when their values die ---- */
 FT_API void *ft_weakvaluemap_new(void);
+/* Maps key (str or int) to a weak reference to value. 0, -EINVAL (key type,
+ * one-line error) or -ENOMEM. */
 FT_API int ft_weakvaluemap_set(void *map, void *key, void *value);
 FT_API void *ft_weakvaluemap_get(void *map, const void *key); /* new reference or NULL */
+/* Entries, including any whose value is dying right now (its weakref callback
+ * removes it). */
 FT_API size_t ft_weakvaluemap_len(void *map);
 
 #endif /* FTRT_BUILTINS_H */

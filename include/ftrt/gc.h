@@ -19,7 +19,8 @@
 /* Runs a collection of the given generation (0 = young; 1, 2 or -1 = full).
  * Returns the number of unreachable objects found (collected + uncollectable),
  * 0 when called re-entrantly from a finalizer or weakref callback (no nested
- * collection is started), or -EINVAL for a bad generation. A collection
+ * collection is started), -EINVAL for a bad generation, or -ENOMEM when the
+ * collector's scratch memory cannot be had (nothing changed). A collection
  * running on another thread is waited for (detached), then this one runs. */
 FT_API intptr_t ft_gc_collect(int generation);
 
@@ -29,11 +30,13 @@ FT_API void ft_gc_enable(void);
 FT_API void ft_gc_disable(void);
 FT_API bool ft_gc_is_enabled(void);
 
-/* Thresholds (gc.set_threshold): t0 tracked allocations (summed over threads)
- * trigger a young collection; every t1 young collections a full one is
- * considered, and it runs when the objects promoted since the last full
- * collection exceed 1/t2... see docs/gc.md for the exact rule. t0 == 0
- * disables automatic collection like Python's. */
+/* Thresholds (gc.set_threshold). t0: about t0 net new young objects
+ * (tracked allocations of all threads, scaled by the survival ratio the last
+ * collection measured, and at least a quarter of the old generation) trigger
+ * a young collection at the allocating thread's next safepoint. t1: a full
+ * collection replaces a young one after t1 young collections, if t2 == 0 or
+ * the old generation grew by about 1/t2 since the last full collection.
+ * t0 == 0 disables automatic collection, as in Python. Rules in docs/gc.md. */
 FT_API void ft_gc_set_threshold(unsigned t0, unsigned t1, unsigned t2);
 FT_API void ft_gc_get_threshold(unsigned out[3]);
 

@@ -18,4 +18,8 @@ FT_INTERNAL void fti_gc_fini(void);
 /* Live objects by type, most common first (FTRT_DEBUG_LEAKS at ft_fini). */
 FT_INTERNAL void fti_gc_report_leaks(FILE *out);
 
+/* Candidates examined by the last collection (white-box tests: a young
+ * collection must not look at old objects). */
+FT_INTERNAL size_t fti_gc_last_candidates(void);
+
 #endif /* FT_GC_INT_H */

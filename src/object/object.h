@@ -53,6 +53,27 @@ FT_INTERNAL void fti_object_dealloc(ft_object *o);
  * holding more than cfg->qsbr_budget_bytes forces a grace period. */
 FT_INTERNAL void fti_qsbr_free_delayed(void *raw, size_t bytes);
 
+/* World stopped (collector): makes a deferred object ordinary again by
+ * removing the deferred bias, so that refcounting frees it once the
+ * collector's clear has dropped the references that kept it alive. A count
+ * reaching zero here is not freed while the world is stopped: it is queued to
+ * the calling thread, which frees it at its next safepoint. */
+FT_INTERNAL void fti_object_undefer(ft_object *o);
+
+/* Counters of the QSBR-delayed frees (tests, stats). */
+typedef struct fti_delayed_stats {
+    uint64_t forced_grace_periods; /* fti_qsbr_synchronize calls forced by the budget */
+    uint64_t delayed_frees;        /* blocks that went through the delayed path */
+    uint64_t held_bytes;           /* bytes the calling thread holds now */
+    uint64_t held_count;           /* blocks the calling thread holds now */
+} fti_delayed_stats;
+/* Process-wide counters, plus the calling thread's holdings. */
+FT_INTERNAL void fti_delayed_get_stats(fti_delayed_stats *out);
+
+/* Merges every object queued to the calling thread now (what its safepoint
+ * does when FT_PENDING_BRC is pending). */
+FT_INTERNAL void fti_brc_merge_self(void);
+
 /* Layer init/fini (runtime). */
 FT_INTERNAL int fti_object_init(const ft_config *cfg);
 FT_INTERNAL void fti_object_fini(void);

@@ -1,0 +1,169 @@
+/* dealloc.c - deallocation without recursion on the C stack.
+ *
+ * What it guarantees: fti_object_dealloc frees an object whose count reached
+ * zero, and every object that dies because of it, with a constant C stack
+ * depth: the first call on a thread runs a loop; a deallocation that happens
+ * while the loop is active (a reference released through traverse, a
+ * finalizer's decref, a merge of a queued object) only pushes the object on
+ * the thread's worklist. So a chain of any length costs one frame.
+ *
+ * Order for one object (CPython's subtype_dealloc and PEP 442):
+ *   1. finalize, at most once (FT_OB_FINALIZED), with a temporary shared
+ *      reference; if anyone took a reference meanwhile, the object was
+ *      resurrected: stop (it stays unowned and merged, counted normally);
+ *   2. clear weakrefs through the collector's hook (FT_OB_HAS_WEAKREFS);
+ *   3. untrack;
+ *   4. release the references it holds through traverse;
+ *   5. the type's dealloc (non-object resources);
+ *   6. poison (debug: ob_type = "<freed>"), ob_owner = 0, free - after a QSBR
+ *      grace period unless the type has FT_TYPE_NO_SHARED_READS.
+ * Until the memory is freed the header reads owner 0, local 0, shared MERGED
+ * with a zero count, so a racing ft_try_incref fails.
+ *
+ * The worklist is a stack of pointers beside the objects, not a link through
+ * the dead object's counts: lock-free readers may still CAS ob_ref_shared of
+ * a dead object until the grace period ends (their CAS fails on MERGED/0, but
+ * only if that word still reads MERGED/0). */
+#include "object/object_int.h"
+
+#include "mem/mem.h"
+#include "thread/thread.h"
+
+#include <stdlib.h>
+
+#define WORKLIST_CHUNK 510
+
+typedef struct worklist_chunk {
+    struct worklist_chunk *prev;
+    size_t count;
+    ft_object *items[WORKLIST_CHUNK];
+} worklist_chunk;
+
+/* The calling thread's worklist (owner only). Invariant: empty whenever
+ * dealloc_active is false. */
+static _Thread_local worklist_chunk *worklist_top;
+static _Thread_local worklist_chunk *worklist_spare;
+static _Thread_local bool dealloc_active;
+
+bool fti_dealloc_in_progress(void)
+{
+    return dealloc_active;
+}
+
+void fti_dealloc_thread_cleanup(void)
+{
+    FT_ASSERT(!dealloc_active && (worklist_top == NULL || worklist_top->count == 0));
+    while (worklist_top != NULL) {
+        worklist_chunk *prev = worklist_top->prev;
+        free(worklist_top);
+        worklist_top = prev;
+    }
+    free(worklist_spare);
+    worklist_spare = NULL;
+}
+
+static void worklist_push(ft_object *o)
+{
+    worklist_chunk *c = worklist_top;
+    if (c == NULL || c->count == WORKLIST_CHUNK) {
+        worklist_chunk *fresh = worklist_spare;
+        if (fresh != NULL)
+            worklist_spare = NULL;
+        else
+            fresh = malloc(sizeof *fresh);
+        FT_CHECK(fresh != NULL, "ft_decref: out of memory for the deallocation worklist (%s object)",
+                 o->ob_type->name);
+        fresh->prev = c;
+        fresh->count = 0;
+        worklist_top = c = fresh;
+    }
+    c->items[c->count++] = o;
+}
+
+static ft_object *worklist_pop(void)
+{
+    worklist_chunk *c = worklist_top;
+    while (c != NULL && c->count == 0) {
+        worklist_top = c->prev;
+        if (worklist_spare == NULL)
+            worklist_spare = c;
+        else
+            free(c);
+        c = worklist_top;
+    }
+    return c != NULL ? c->items[--c->count] : NULL;
+}
+
+static int release_reference(void *child, void *arg)
+{
+    (void)arg;
+    if (child != NULL)
+        ft_decref(child); /* nested deaths only push: dealloc_active is set */
+    return 0;
+}
+
+/* Runs the finalizer with a temporary reference; true if it resurrected. */
+static bool finalize_resurrects(ft_object *o, const ft_type *t)
+{
+    /* relaxed: the object is dead; nobody else sets flags on it. */
+    ft_atomic_fetch_or_relaxed(&o->ob_flags, FT_OB_FINALIZED);
+    /* relaxed: the temporary reference; readers see it through their CAS. */
+    ft_atomic_store_relaxed(&o->ob_ref_shared, FTI_SHARED_ONE | FT_SHARED_MERGED);
+    t->finalize(o);
+    /* acq_rel: acquire pairs with the release of the decrefs of anyone who
+     * took and dropped a reference during finalize; the CAS-free fetch_sub is
+     * enough because the object is merged (every thread counts here). */
+    int32_t before = ft_atomic_fetch_sub_acq_rel(&o->ob_ref_shared, FTI_SHARED_ONE);
+    return before != (FTI_SHARED_ONE | FT_SHARED_MERGED);
+}
+
+static void dealloc_one(ft_object *o)
+{
+    const ft_type *t = o->ob_type;
+    if (FT_CFG_DEBUG_LEVEL >= 1)
+        FT_CHECK(t != &fti_freed_type, "ft_decref: use of freed object %p (<freed>)", (void *)o);
+    FT_ASSERT(ft_atomic_load_relaxed(&o->ob_ref_local) != FT_REF_IMMORTAL);
+    /* relaxed: the object is dead; these only normalise the header (the owner
+     * path's fast death leaves them as they were). */
+    ft_atomic_store_relaxed(&o->ob_owner, 0);
+    ft_atomic_store_relaxed(&o->ob_ref_local, 0);
+
+    /* relaxed: flags of a dead object change only here. */
+    uint16_t flags = ft_atomic_load_relaxed(&o->ob_flags);
+    if (t->finalize != NULL && !(flags & FT_OB_FINALIZED)) {
+        if (finalize_resurrects(o, t))
+            return;
+        flags = ft_atomic_load_relaxed(&o->ob_flags); /* relaxed: as above */
+    }
+    if ((flags & FT_OB_HAS_WEAKREFS) && fti_object_hooks_current.clear_weakrefs != NULL)
+        fti_object_hooks_current.clear_weakrefs(o);
+    /* relaxed: gc bits change only on the thread that owns the object's fate
+     * (here) or with the world stopped; the load spares untracked objects an
+     * atomic read-modify-write. */
+    if (ft_atomic_load_relaxed(&o->ob_gc_bits) & FTI_GC_TRACKED)
+        ft_atomic_fetch_and_relaxed(&o->ob_gc_bits, (uint8_t)~FTI_GC_TRACKED);
+    if (t->traverse != NULL)
+        (void)t->traverse(o, release_reference, NULL);
+    if (t->dealloc != NULL)
+        t->dealloc(o);
+    bool delayed = !(t->flags & FT_TYPE_NO_SHARED_READS);
+    if (FT_CFG_DEBUG_LEVEL >= 1)
+        o->ob_type = &fti_freed_type;
+    fti_object_free_block(o, delayed);
+}
+
+void fti_object_dealloc(ft_object *o)
+{
+    if (dealloc_active) {
+        worklist_push(o);
+        return;
+    }
+    dealloc_active = true;
+    dealloc_one(o);
+    while ((o = worklist_pop()) != NULL)
+        dealloc_one(o);
+    dealloc_active = false;
+    fti_object_tstate *ts = ft_tls_head.object_state;
+    if (ts != NULL && FT_UNLIKELY(ts->budget_exceeded))
+        fti_delayed_enforce_budget(ts);
+}

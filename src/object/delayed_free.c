@@ -1,0 +1,228 @@
+/* delayed_free.c - QSBR-delayed frees, bounded per thread.
+ *
+ * What it guarantees: a block handed to the delayed path is freed only after
+ * a grace period that began after it was handed over, so a lock-free reader
+ * that loaded a pointer to it before it died can still read its header
+ * (ft_try_incref fails on it) or its old storage. A thread never holds more
+ * than its budget (cfg->qsbr_budget_bytes, and budget/16 blocks) for longer
+ * than the rest of the current deallocation: crossing it forces a grace
+ * period (fti_qsbr_synchronize) at the end of the outermost deallocation
+ * (CPython gh-132519: unbounded delayed frees held gigabytes).
+ *
+ * Why it is correct: grace periods are numbered by tickets. A block is
+ * stamped with the ticket counter read after it became unreachable; a grace
+ * period takes a ticket t (fetch_add) before it starts waiting and, when it
+ * ends, raises `done` to t + 1. A block with stamp s is safe once done > s:
+ * some grace period with ticket >= s completed, and it took its ticket after
+ * the stamp was read (seq_cst total order), hence started after the block
+ * died. Any thread's completed grace period frees every thread's older
+ * blocks, so threads under budget are drained by others' grace periods, at
+ * their safepoints (FT_PENDING_BRC / FT_PENDING_QSBR) and at detach. */
+#include "object/object_int.h"
+
+#include "mem/mem.h"
+#include "thread/thread.h"
+
+#include <stdlib.h>
+
+#define DELAYED_CHUNK 253
+
+typedef struct fti_delayed_chunk {
+    struct fti_delayed_chunk *next; /* younger chunk (owner only) */
+    uint64_t stamp;                 /* ticket read at the last push (owner only) */
+    size_t bytes;                   /* bytes of the blocks in it (owner only) */
+    size_t count;                   /* blocks in it (owner only) */
+    void *blocks[DELAYED_CHUNK];
+} fti_delayed_chunk;
+
+static _Atomic uint64_t gp_ticket;   /* next grace-period ticket (any thread, seq_cst: see above) */
+static _Atomic uint64_t gp_done;     /* 1 + highest ticket whose grace period completed (atomic max) */
+static _Atomic uint64_t stat_forced; /* grace periods forced by the budget (relaxed counter) */
+static _Atomic uint64_t stat_delayed; /* delayed blocks of threads that detached (relaxed counter;
+                                         live threads count in their own state, so that the hot
+                                         path writes no shared cache line) */
+static size_t budget_bytes = (size_t)1 << 20; /* written at init, read-only after */
+static size_t budget_count = ((size_t)1 << 20) / 16;
+
+void fti_delayed_set_budget(size_t bytes, size_t count)
+{
+    budget_bytes = bytes;
+    budget_count = count != 0 ? count : 1;
+}
+
+/* Grace periods of ours in progress (any thread, atomic). While one is,
+ * a thread that passes a quiescent state at a safepoint asks for another
+ * (fti_delayed_rearm_quiescent): a quiescent state reported between
+ * fti_qsbr_synchronize's request and the start of urcu's grace period does
+ * not count for it, and without a second request a thread that never
+ * blocks would never report one that does. */
+static _Atomic uint32_t gp_waiting;
+
+bool fti_delayed_grace_period_waiting(void)
+{
+    /* acquire: pairs with the release increment in grace_period, so a
+     * thread that sees it re-arms after the request it answers. */
+    return ft_atomic_load_acquire(&gp_waiting) != 0;
+}
+
+static void grace_period(void)
+{
+    /* release: see fti_delayed_grace_period_waiting. */
+    ft_atomic_fetch_add_release(&gp_waiting, 1);
+    /* seq_cst fence + RMW: the ticket must follow, in the single total order,
+     * the (seq_cst) stamp loads of every block already handed over (see the
+     * file comment); an RMW always reads the latest value of gp_ticket. */
+    ft_atomic_fence_seq_cst();
+    uint64_t ticket = ft_atomic_fetch_add_acq_rel(&gp_ticket, 1);
+    fti_qsbr_synchronize();
+    /* relaxed: a hint for safepoints, no data hangs off it. */
+    ft_atomic_fetch_sub_relaxed(&gp_waiting, 1);
+    /* relaxed: the CAS re-validates. */
+    uint64_t done = ft_atomic_load_relaxed(&gp_done);
+    /* release: pairs with the acquire in fti_delayed_poll; a block freed
+     * because of this value is freed after this grace period (the thread
+     * layer makes the grace period itself visible to TSan). */
+    while (done < ticket + 1 && !ft_atomic_cas_weak_release(&gp_done, &done, ticket + 1)) {
+    }
+}
+
+static void free_chunk_blocks(fti_object_tstate *ts, fti_delayed_chunk *c)
+{
+    for (size_t i = 0; i < c->count; i++)
+        fti_mem_free(c->blocks[i]);
+    ts->delayed_bytes -= c->bytes;
+    ts->delayed_count -= c->count;
+    c->bytes = 0;
+    c->count = 0;
+}
+
+void fti_delayed_poll(fti_object_tstate *ts)
+{
+    if (ts->delayed_head == NULL)
+        return;
+    /* acquire: pairs with the release in grace_period. */
+    uint64_t done = ft_atomic_load_acquire(&gp_done);
+    while (ts->delayed_head != NULL && ts->delayed_head->stamp < done) {
+        fti_delayed_chunk *c = ts->delayed_head;
+        free_chunk_blocks(ts, c);
+        ts->delayed_head = c->next;
+        if (ts->delayed_head == NULL)
+            ts->delayed_tail = NULL;
+        /* Keep emptied chunks: a budget's worth is needed again right away,
+         * and returning them to libc made its arenas grow and shrink (trim)
+         * at every grace period. Freed at detach. */
+        c->next = ts->spare;
+        ts->spare = c;
+    }
+    if (ts->delayed_bytes <= budget_bytes && ts->delayed_count <= budget_count)
+        ts->budget_exceeded = false;
+}
+
+static void push(fti_object_tstate *ts, void *block, size_t bytes)
+{
+    fti_delayed_chunk *c = ts->delayed_tail;
+    if (c == NULL || c->count == DELAYED_CHUNK) {
+        fti_delayed_poll(ts); /* a cheap moment to free what has become safe */
+        c = ts->delayed_tail;
+    }
+    if (c == NULL || c->count == DELAYED_CHUNK) {
+        fti_delayed_chunk *fresh = ts->spare;
+        if (fresh != NULL)
+            ts->spare = fresh->next;
+        else
+            fresh = malloc(sizeof *fresh);
+        FT_CHECK(fresh != NULL, "ft_decref: out of memory for the delayed-free list");
+        fresh->next = NULL;
+        fresh->bytes = 0;
+        fresh->count = 0;
+        if (c != NULL)
+            c->next = fresh;
+        else
+            ts->delayed_head = fresh;
+        ts->delayed_tail = c = fresh;
+    }
+    c->blocks[c->count++] = block;
+    c->bytes += bytes;
+    /* seq_cst: read after the block became unreachable, ordered before the
+     * fetch_add of any grace period that counts for it (file comment). */
+    c->stamp = ft_atomic_load_seq_cst(&gp_ticket);
+    ts->delayed_bytes += bytes;
+    ts->delayed_count += 1;
+    ts->delayed_total += 1;
+    if (ts->delayed_bytes > budget_bytes || ts->delayed_count > budget_count)
+        ts->budget_exceeded = true;
+}
+
+void fti_delayed_enforce_budget(fti_object_tstate *ts)
+{
+    if (!ts->budget_exceeded)
+        return;
+    fti_delayed_poll(ts); /* another thread's grace period may have been enough */
+    if (!ts->budget_exceeded || fti_world_is_stopped())
+        return; /* never wait for a grace period while the world is stopped */
+    grace_period();
+    /* relaxed: a statistic. */
+    ft_atomic_fetch_add_relaxed(&stat_forced, 1);
+    fti_delayed_poll(ts);
+}
+
+void fti_delayed_release_spares(fti_object_tstate *ts)
+{
+    while (ts->spare != NULL) {
+        fti_delayed_chunk *next = ts->spare->next;
+        free(ts->spare);
+        ts->spare = next;
+    }
+}
+
+void fti_delayed_retire_stats(fti_object_tstate *ts)
+{
+    /* relaxed: a statistic. */
+    ft_atomic_fetch_add_relaxed(&stat_delayed, ts->delayed_total);
+    ts->delayed_total = 0;
+}
+
+void fti_delayed_flush(fti_object_tstate *ts)
+{
+    if (ts->delayed_head == NULL)
+        return;
+    fti_delayed_poll(ts);
+    if (ts->delayed_count != 0 && !fti_world_is_stopped()) {
+        grace_period();
+        fti_delayed_poll(ts);
+    }
+}
+
+void fti_object_free_block(ft_object *o, bool delayed)
+{
+    if (!delayed) {
+        fti_mem_free(o);
+        return;
+    }
+    fti_object_tstate *ts = fti_object_tstate_get();
+    push(ts, o, fti_mem_usable_size(o));
+}
+
+void fti_qsbr_free_delayed(void *raw, size_t bytes)
+{
+    if (raw == NULL)
+        return;
+    fti_object_tstate *ts = fti_object_tstate_get();
+    push(ts, raw, bytes);
+    /* Inside a deallocation the outermost one enforces the budget (never in
+     * the middle of a type's dealloc). */
+    if (ts->budget_exceeded && !fti_dealloc_in_progress())
+        fti_delayed_enforce_budget(ts);
+}
+
+void fti_delayed_get_stats(fti_delayed_stats *out)
+{
+    /* relaxed: statistics. */
+    out->forced_grace_periods = ft_atomic_load_relaxed(&stat_forced);
+    out->delayed_frees = ft_atomic_load_relaxed(&stat_delayed);
+    fti_object_tstate *ts = ft_tls_head.object_state;
+    if (ts != NULL)
+        out->delayed_frees += ts->delayed_total;
+    out->held_bytes = ts != NULL ? ts->delayed_bytes : 0;
+    out->held_count = ts != NULL ? ts->delayed_count : 0;
+}

@@ -1,0 +1,142 @@
+/* qsbr.c - quiescent-state-based reclamation on liburcu-qsbr; the only file
+ * that calls urcu, and the home of the ThreadSanitizer annotations for its
+ * grace periods.
+ *
+ * Mapping: an attached thread is a registered, online urcu reader; a
+ * blocking region, a lock park and a stop-the-world park are "offline"; the
+ * safepoint slow path with FT_PENDING_QSBR is rcu_quiescent_state().
+ * fti_qsbr_synchronize asks every attached thread for a quiescent state
+ * (FT_PENDING_QSBR, so spinning threads reach their slow path) and waits in
+ * synchronize_rcu() while the caller itself is detached: it neither holds
+ * up a stop-the-world nor (GIL mode) keeps the GIL others need to reach a
+ * safepoint. Its critical sections stay locked: a writer may force a grace
+ * period in the middle of a container update.
+ *
+ * Why the TSan annotations are sound: urcu's reader counters are plain
+ * volatile accesses with hand-written barriers, invisible to TSan. A grace
+ * period guarantees that every read a reader made before its quiescent (or
+ * offline) point happens before synchronize_rcu() returns. We state exactly
+ * that: each quiescent/offline point releases a project-wide token, and
+ * fti_qsbr_synchronize acquires it after synchronize_rcu returns.
+ *
+ * fork: register, unregister and synchronize_rcu take urcu's internal
+ * mutexes; they run under qsbr_lock, which fork's prepare takes, so the child
+ * never inherits an urcu mutex held by a thread that does not exist there.
+ * Every other thread is offline at fork (stopped or detached), so the
+ * child's grace periods do not wait for them. But their reader records stay
+ * linked in urcu's registry, and glibc hands their TLS blocks (where those
+ * records live) to the child's next threads: registering one of them would
+ * link a record that is already linked and corrupt the list. So the child
+ * unlinks the vanished threads' records (urcu-qsbr has no API to unregister
+ * another thread; the record layout is the one of urcu/static/urcu-qsbr.h,
+ * and the list is urcu's cds_list, protected by urcu's registry lock that no
+ * thread holds here since qsbr_lock excluded every register/unregister). */
+#include "thread_int.h"
+
+#include <urcu-qsbr.h>
+#include <urcu/list.h>
+#include <urcu/static/urcu-qsbr.h>
+
+#if FT_CFG_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+/* Serialises urcu calls that take urcu's own locks (see fork above). */
+static pthread_mutex_t qsbr_lock = PTHREAD_MUTEX_INITIALIZER;
+#if FT_CFG_TSAN
+/* The address TSan's happens-before annotations use. */
+static char qsbr_grace_token;
+#endif
+
+static void annotate_quiescent(void)
+{
+#if FT_CFG_TSAN
+    __tsan_release(&qsbr_grace_token);
+#endif
+}
+
+static void annotate_grace_period_end(void)
+{
+#if FT_CFG_TSAN
+    __tsan_acquire(&qsbr_grace_token);
+#endif
+}
+
+void fti_qsbr_register(fti_tstate *ts)
+{
+    pthread_mutex_lock(&qsbr_lock);
+    rcu_register_thread();
+    ts->qsbr_reader = &URCU_TLS(urcu_qsbr_reader);
+    rcu_thread_offline(); /* registered online; the thread is still detached */
+    pthread_mutex_unlock(&qsbr_lock);
+}
+
+void fti_qsbr_unregister(void)
+{
+    annotate_quiescent();
+    pthread_mutex_lock(&qsbr_lock);
+    rcu_unregister_thread();
+    pthread_mutex_unlock(&qsbr_lock);
+}
+
+void fti_qsbr_online(void)
+{
+    rcu_thread_online();
+}
+
+void fti_qsbr_offline(void)
+{
+    annotate_quiescent();
+    rcu_thread_offline();
+}
+
+void fti_qsbr_quiescent(void)
+{
+    annotate_quiescent();
+    rcu_quiescent_state();
+}
+
+void fti_qsbr_synchronize(void)
+{
+    fti_tstate *ts = fti_tstate_current();
+    bool attached = ts != NULL && ts->blocking_depth == 0;
+
+    fti_thread_request_all(FT_PENDING_QSBR);
+    if (attached) {
+        ts->blocking_depth++;
+        fti_thread_leave(ts, 0);
+    }
+    pthread_mutex_lock(&qsbr_lock);
+    synchronize_rcu();
+    pthread_mutex_unlock(&qsbr_lock);
+    annotate_grace_period_end();
+    if (attached) {
+        fti_thread_enter(ts, 0);
+        ts->blocking_depth--;
+    }
+}
+
+void fti_qsbr_fork_prepare(void)
+{
+    pthread_mutex_lock(&qsbr_lock);
+}
+
+void fti_qsbr_fork_parent(void)
+{
+    pthread_mutex_unlock(&qsbr_lock);
+}
+
+void fti_qsbr_fork_child(void)
+{
+    for (uint32_t i = 1; i <= FTI_MAX_THREADS; i++) {
+        fti_tstate *s = &fti_tstates[i];
+
+        if (s->in_use && s->zombie && s->qsbr_reader != NULL) {
+            struct urcu_qsbr_reader *r = s->qsbr_reader;
+
+            cds_list_del(&r->node);
+            s->qsbr_reader = NULL;
+        }
+    }
+    pthread_mutex_unlock(&qsbr_lock);
+}
