@@ -38,6 +38,15 @@ static uint64_t rng_next(uint64_t *s)
     return *s * 2685821657736338717ull;
 }
 
+/* CPU time of the whole process (all threads), in ns: on a shared machine
+ * ops per CPU-second is steadier than ops per wall-clock second. */
+static uint64_t cpu_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static size_t rss_now_kib(void)
 {
     unsigned long size = 0, resident = 0;
@@ -242,12 +251,14 @@ int main(int argc, char **argv)
     char cpu[256];
     bench_cpu_model(cpu, sizeof cpu);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    double ops_per_sec = 0;
+    double ops_per_sec = 0, total_ops = 0;
+    uint64_t cpu0 = cpu_now_ns();
     size_t before = 0, peak = 0, after = 0;
 
     if (strcmp(workload, "churn") == 0) {
         uint64_t ops = (uint64_t)(seconds * 2e7);
         ops_per_sec = use_ftrt ? churn_ftrt(ops) : churn_sys(ops);
+        total_ops = (double)ops;
     } else if (strcmp(workload, "prodcons") == 0) {
         static ring r;
         r.total = (uint64_t)(seconds * 5e6);
@@ -258,6 +269,7 @@ int main(int argc, char **argv)
         pthread_join(p, NULL);
         pthread_join(c, NULL);
         ops_per_sec = (double)r.total * 1e9 / (double)(bench_now_ns() - t0);
+        total_ops = (double)r.total;
     } else if (strcmp(workload, "larson") == 0) {
         larson_thread *ts = calloc(threads, sizeof *ts);
         pthread_t *tids = calloc(threads, sizeof *tids);
@@ -279,6 +291,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < larson_pool_n; i++)
             (use_ftrt ? ft_free : free)(larson_pool[i]);
         ops_per_sec = (double)ops * 1e9 / elapsed;
+        total_ops = (double)ops;
         free(ts);
         free(tids);
     } else if (strcmp(workload, "rss") == 0) {
@@ -290,13 +303,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "unknown workload %s\n", workload);
         return 2;
     }
+    uint64_t cpu_ns = cpu_now_ns() - cpu0;
+    double ops_per_cpu_sec = cpu_ns > 0 ? total_ops * 1e9 / (double)cpu_ns : 0;
     long peak_rss = bench_peak_rss_kib();
-    printf("%-10s %-9s threads=%u ops/s=%.0f peak_rss_kib=%ld rss_before/peak/after_kib=%zu/%zu/%zu%s\n",
-           name, workload, threads, ops_per_sec, peak_rss, before, peak, after,
+    printf("%-10s %-9s threads=%u ops/s=%.0f ops/cpu-s=%.0f peak_rss_kib=%ld rss_before/peak/after_kib=%zu/%zu/%zu%s\n",
+           name, workload, threads, ops_per_sec, ops_per_cpu_sec, peak_rss, before, peak, after,
            threads > (unsigned)cores && strcmp(workload, "larson") == 0 ? " (oversubscribed)" : "");
     printf("{\"bench\":\"alloc\",\"alloc\":\"%s\",\"workload\":\"%s\",\"threads\":%u,\"ops_per_sec\":%.0f,"
+           "\"ops_per_cpu_sec\":%.0f,"
            "\"peak_rss_kib\":%ld,\"rss_before_kib\":%zu,\"rss_peak_kib\":%zu,\"rss_after_kib\":%zu,"
            "\"cores\":%ld,\"cpu\":\"%s\",\"build\":\"%s\"}\n",
-           name, workload, threads, ops_per_sec, peak_rss, before, peak, after, cores, cpu, FT_CFG_BUILDTYPE);
+           name, workload, threads, ops_per_sec, ops_per_cpu_sec, peak_rss, before, peak, after, cores, cpu,
+           FT_CFG_BUILDTYPE);
     return 0;
 }

@@ -3,7 +3,9 @@
 # per allocator, workload and repetition (ftrt linked in; glibc as is;
 # mimalloc, jemalloc and tcmalloc through LD_PRELOAD), prints a table of
 # median ops/s and peak RSS as ratios to mimalloc, then callgrind instruction
-# counts of one malloc(32)+free pair. JSON lines go to $OUT.
+# counts of one malloc(32)+free pair. JSON lines go to $OUT. ops/cpu-s
+# (operations per second of process CPU time) is steadier than ops/s when
+# other processes share the cores.
 #
 # Usage: bench/alloc/run.sh [BUILD_DIR] (a release build; default
 #        /work/build-mem-rel). REPS=5 SECONDS_PER_RUN=2 OUT=bench-alloc.jsonl
@@ -63,12 +65,13 @@ def med(w, a, key):
     v = [r[key] for r in rows if r["workload"] == w and r["alloc"] == a]
     return statistics.median(v) if v else float("nan")
 allocs = ["ftrt", "glibc", "mimalloc", "jemalloc", "tcmalloc"]
-print("%-9s %-9s %14s %8s %12s %8s" % ("workload", "alloc", "ops/s", "x mi", "peak RSS KiB", "x mi"))
+print("%-9s %-9s %14s %8s %14s %8s %12s %8s" % ("workload", "alloc", "ops/s", "x mi", "ops/cpu-s", "x mi",
+                                               "peak RSS KiB", "x mi"))
 for w in ["churn", "prodcons", "larson"]:
-    mo, mr = med(w, "mimalloc", "ops_per_sec"), med(w, "mimalloc", "peak_rss_kib")
+    mo, mc, mr = (med(w, "mimalloc", k) for k in ("ops_per_sec", "ops_per_cpu_sec", "peak_rss_kib"))
     for a in allocs:
-        o, r = med(w, a, "ops_per_sec"), med(w, a, "peak_rss_kib")
-        print("%-9s %-9s %14.0f %8.2f %12.0f %8.2f" % (w, a, o, o / mo, r, r / mr))
+        o, c, r = (med(w, a, k) for k in ("ops_per_sec", "ops_per_cpu_sec", "peak_rss_kib"))
+        print("%-9s %-9s %14.0f %8.2f %14.0f %8.2f %12.0f %8.2f" % (w, a, o, o / mo, c, c / mc, r, r / mr))
 print("%-9s %-9s %12s %12s %12s %10s" % ("rss", "alloc", "before KiB", "peak KiB", "after KiB", "goal met"))
 for a in allocs:
     b, p, f = med("rss", a, "rss_before_kib"), med("rss", a, "rss_peak_kib"), med("rss", a, "rss_after_kib")

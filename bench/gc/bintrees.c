@@ -15,6 +15,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdint.h>
 
 #if defined(BT_IMPL_BOEHM)
@@ -168,7 +169,7 @@ int main(int argc, char **argv)
     int max_depth = argc > 1 ? atoi(argv[1]) : 16;
     int min_depth = 4;
     uint64_t t0;
-    double secs;
+    double secs, cpu_secs;
     long total_check = 0;
     tnode *long_lived;
 
@@ -206,9 +207,16 @@ int main(int argc, char **argv)
     total_check += check(long_lived);
     tree_free(long_lived);
     secs = (double)(bench_now_ns() - t0) / 1e9;
+    {
+        struct rusage ru;
 
-    printf("bintrees %s depth %d: %.3f s, peak RSS %ld KiB, check %ld\n", IMPL_NAME, max_depth, secs,
-           bench_peak_rss_kib(), total_check);
+        getrusage(RUSAGE_SELF, &ru);
+        cpu_secs = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec
+                   + (double)ru.ru_stime.tv_usec / 1e6;
+    }
+
+    printf("bintrees %s depth %d: %.3f s, CPU %.3f s, peak RSS %ld KiB, check %ld\n", IMPL_NAME, max_depth, secs,
+           cpu_secs, bench_peak_rss_kib(), total_check);
 #if defined(BT_IMPL_FTRT)
     {
         ft_pause_stats stop;
@@ -230,18 +238,18 @@ int main(int argc, char **argv)
                (double)ft_pause_stats_percentile(&tts, 50) / 1e6, (double)ft_pause_stats_percentile(&tts, 99) / 1e6,
                (double)tts.max_ns / 1e6, (double)g0.pause_max_ns / 1e6, (double)g2.pause_max_ns / 1e6,
                (double)g0.pause_total_ns / 1e6, (double)g2.pause_total_ns / 1e6);
-        printf("{\"bench\":\"bintrees\",\"impl\":\"%s\",\"depth\":%d,\"seconds\":%.4f,\"peak_rss_kib\":%ld,"
+        printf("{\"bench\":\"bintrees\",\"impl\":\"%s\",\"depth\":%d,\"seconds\":%.4f,\"cpu_seconds\":%.4f,\"peak_rss_kib\":%ld,"
                "\"pauses\":%" PRIu64 ",\"pause_p50_ms\":%.4f,\"pause_p99_ms\":%.4f,\"pause_max_ms\":%.4f,"
                "\"gc_young\":%" PRIu64 ",\"gc_full\":%" PRIu64 "}\n",
-               IMPL_NAME, max_depth, secs, bench_peak_rss_kib(), stop.count,
+               IMPL_NAME, max_depth, secs, cpu_secs, bench_peak_rss_kib(), stop.count,
                (double)ft_pause_stats_percentile(&stop, 50) / 1e6,
                (double)ft_pause_stats_percentile(&stop, 99) / 1e6, (double)stop.max_ns / 1e6, g0.collections,
                g2.collections);
         ft_fini();
     }
 #else
-    printf("{\"bench\":\"bintrees\",\"impl\":\"%s\",\"depth\":%d,\"seconds\":%.4f,\"peak_rss_kib\":%ld}\n",
-           IMPL_NAME, max_depth, secs, bench_peak_rss_kib());
+    printf("{\"bench\":\"bintrees\",\"impl\":\"%s\",\"depth\":%d,\"seconds\":%.4f,\"cpu_seconds\":%.4f,\"peak_rss_kib\":%ld}\n",
+           IMPL_NAME, max_depth, secs, cpu_secs, bench_peak_rss_kib());
 #endif
     return 0;
 }

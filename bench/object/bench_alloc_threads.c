@@ -115,6 +115,9 @@ int main(int argc, char **argv)
     if (ft_init(&cfg) != 0)
         return 1;
     bench_print_machine(stdout, "object_alloc_threads", FT_CFG_BUILDTYPE);
+    printf("# qsbr_budget_bytes %zu (FTRT_QSBR_BUDGET)\n", ft_config_get()->qsbr_budget_bytes);
+    printf("{\"bench\":\"object_alloc_threads\",\"kind\":\"config\",\"qsbr_budget_bytes\":%zu}\n",
+           ft_config_get()->qsbr_budget_bytes);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     ft_blocking_begin(); /* the spinning threads are not ours */
     for (int threads = 2; threads <= max_threads; threads *= 2) {

@@ -61,7 +61,8 @@ FT_API uint32_t ft_thread_index(void);
 FT_API FT_NOINLINE void ft_safepoint_slow(void);
 
 /* One relaxed load and a predictable branch when nothing is pending.
- * Instruction count (callgrind, see docs/benchmarks.md): measured there. */
+ * Instruction count with nothing pending: 3 (callgrind, release build, x86-64:
+ * mov %fs:..., test, jcc; bench/thread/run.sh, docs/bench-thread.md). */
 static inline void ft_safepoint(void)
 {
     /* relaxed: a request is noticed at some safepoint, not this one; the

@@ -27,8 +27,10 @@
  *     once their count reached zero (memory stays type-stable for a grace
  *     period), and the re-check proves the value was mapped from the key in
  *     the current keys block after we took our reference.
- *   - References are released only after the section ends (a decref may run
- *     deallocation that locks this dict again).
+ *   - References are released, and replaced blocks retired, only after the
+ *     section ends (a decref may run deallocation that locks this dict
+ *     again; a retirement may force a grace period, which must not wait
+ *     under the dict's lock).
  * Invariant (under the section): used == number of entries with key != NULL
  * <= nentries <= usable; every entry with key != NULL has exactly one index
  * slot pointing at it. */
@@ -254,8 +256,10 @@ static dict_keys *keys_rebuild(dict_keys *old, size_t need)
     unsigned log2_size = MIN_LOG2_SIZE;
     dict_keys *k;
 
-    while ((((size_t)1 << log2_size) * 2 / 3) < need)
-        log2_size++;
+    while ((((size_t)1 << log2_size) * 2 / 3) < need) {
+        if (++log2_size > 30)
+            return NULL; /* entry numbers are int32 index slots */
+    }
     k = keys_new(log2_size);
     if (k == NULL || old == NULL)
         return k;
@@ -295,6 +299,7 @@ static dict_keys *keys_rebuild(dict_keys *old, size_t need)
 static int dict_set_impl(fti_dict *d, void *key, void *value, ft_object **old_out)
 {
     ft_object *old_value = NULL;
+    dict_keys *retired = NULL; /* replaced block, freed after the section */
     bool drop_key = false;
     int rc = 0;
     uint64_t hash = fti_key_hash(key);
@@ -328,8 +333,7 @@ static int dict_set_impl(fti_dict *d, void *key, void *value, ft_object **old_ou
                 /* release: pairs with the acquire of d->keys in lookups; the
                  * rebuilt block is complete when it becomes visible. */
                 ft_atomic_store_release(&d->keys, grown);
-                if (k != NULL)
-                    fti_qsbr_free_delayed(k, keys_bytes(k->log2_size));
+                retired = k;
                 k = grown;
                 keys_find_locked(k, key, hash, &free_slot);
             }
@@ -352,6 +356,10 @@ static int dict_set_impl(fti_dict *d, void *key, void *value, ft_object **old_ou
         }
     }
     FT_CRITICAL_SECTION_END
+    /* QSBR: lock-free lookups may still probe the old block. Freed after the
+     * section, so a forced grace period never runs under the dict's lock. */
+    if (retired != NULL)
+        fti_qsbr_free_delayed(retired, keys_bytes(retired->log2_size));
     if (rc != 0) {
         ft_decref(key);
         ft_decref(value);
@@ -446,7 +454,9 @@ static int key_matches_lockfree(_Atomic(ft_object *) *slot, ft_object *stored, c
     return eq;
 }
 
-static int dict_get_lockfree(fti_dict *d, const void *key, uint64_t hash, bool rooted, void **out)
+/* Inlined into its two callers: it is the whole fast path of a lookup. */
+static inline __attribute__((always_inline)) int dict_get_lockfree(fti_dict *d, const void *key,
+                                                               uint64_t hash, bool rooted, void **out)
 {
     /* acquire: pairs with the release store of a new block in ft_dict_set
      * (the block is complete) and with dict_clear. */

@@ -24,7 +24,9 @@
  *     for a grace period. Success plus the re-check means the item was in the
  *     list at the moment of the re-check, and we hold a reference.
  * References are never released inside the section: a decref can run
- * arbitrary deallocation, which could try to lock this same list. */
+ * arbitrary deallocation, which could try to lock this same list. Replaced
+ * storage is also retired after the section, so a grace period forced by the
+ * QSBR budget never waits while we hold the list's lock. */
 #include "builtins_int.h"
 
 #include "ft_atomic.h"
@@ -142,8 +144,11 @@ void *ft_list_new(void)
     return ft_new(&ft_list_type);
 }
 
-/* Under the section: makes room for one more item. */
-static int list_reserve_one(fti_list *l, size_t n)
+/* Under the section: makes room for one more item. Replaced storage goes
+ * to *retired, for the caller to free through QSBR once the section ended
+ * (a forced grace period never runs while we hold the list's lock, and the
+ * list is never left half-updated across a call that may wait). */
+static int list_reserve_one(fti_list *l, size_t n, list_storage **retired)
 {
     /* relaxed: we hold the section, the only writer. */
     list_storage *old = ft_atomic_load_relaxed(&l->storage);
@@ -169,14 +174,22 @@ static int list_reserve_one(fti_list *l, size_t n)
     /* release: pairs with the acquire in list_get; the copied slots are
      * visible to whoever sees the new storage. */
     ft_atomic_store_release(&l->storage, st);
+    *retired = old;
+    return 0;
+}
+
+/* After the section: frees storage replaced under it, once every thread has
+ * passed a quiescent state (lock-free readers may still hold it). */
+static void list_retire(list_storage *old)
+{
     if (old != NULL)
         fti_qsbr_free_delayed(old, storage_bytes(old->capacity));
-    return 0;
 }
 
 int ft_list_append(void *list, void *item)
 {
     fti_list *l = as_list(list, "ft_list_append");
+    list_storage *retired = NULL;
     int rc;
 
     FT_CHECK(item != NULL, "ft_list_append: NULL item (list)");
@@ -185,7 +198,7 @@ int ft_list_append(void *list, void *item)
     /* relaxed: we hold the section, the only writer. */
     size_t n = ft_atomic_load_relaxed(&l->size);
 
-    rc = list_reserve_one(l, n);
+    rc = list_reserve_one(l, n, &retired);
     if (rc == 0) {
         /* relaxed: we hold the section. */
         list_storage *st = ft_atomic_load_relaxed(&l->storage);
@@ -198,6 +211,7 @@ int ft_list_append(void *list, void *item)
         ft_atomic_store_release(&l->size, n + 1);
     }
     FT_CRITICAL_SECTION_END
+    list_retire(retired);
     if (rc != 0)
         ft_decref(item);
     return rc;
@@ -301,10 +315,41 @@ int ft_list_set(void *list, ssize_t index, void *item)
     return rc;
 }
 
+/* Under the section, after a pop left n items: storage more than four
+ * times too large is replaced by one with half its capacity (as CPython's
+ * list_resize), so a list that shrank does not pin its peak memory. Returns
+ * the replaced storage (to retire after the section) or NULL; on
+ * out-of-memory the old storage simply stays. */
+static list_storage *list_maybe_shrink(fti_list *l, size_t n)
+{
+    /* relaxed: we hold the section, the only writer. */
+    list_storage *old = ft_atomic_load_relaxed(&l->storage);
+    size_t cap;
+    list_storage *st;
+
+    if (old == NULL || old->capacity <= 16 || n >= old->capacity / 4)
+        return NULL;
+    cap = old->capacity / 2;
+    st = ft_malloc(storage_bytes(cap));
+    if (st == NULL)
+        return NULL;
+    st->capacity = cap;
+    for (size_t i = 0; i < cap; i++) {
+        /* relaxed (both): as in list_reserve_one. */
+        ft_object *item = i < n ? ft_atomic_load_relaxed(&old->slots[i]) : NULL;
+
+        ft_atomic_store_relaxed(&st->slots[i], item);
+    }
+    /* release: pairs with the acquire in ft_list_get, as in list_reserve_one. */
+    ft_atomic_store_release(&l->storage, st);
+    return old; /* retired: the caller frees it after the section */
+}
+
 void *ft_list_pop(void *list)
 {
     fti_list *l = as_list(list, "ft_list_pop");
     ft_object *item = NULL;
+    list_storage *retired = NULL;
 
     FT_CRITICAL_SECTION_BEGIN(l)
     /* relaxed: we hold the section, the only writer. */
@@ -320,8 +365,10 @@ void *ft_list_pop(void *list)
          * reader that still sees the old size finds NULL and locks. */
         ft_atomic_store_release(&st->slots[n - 1], NULL);
         ft_atomic_store_release(&l->size, n - 1);
+        retired = list_maybe_shrink(l, n - 1);
     }
     FT_CRITICAL_SECTION_END
+    list_retire(retired);
     return item; /* the list's reference passes to the caller */
 }
 

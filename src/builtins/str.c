@@ -70,9 +70,12 @@ uint64_t fti_bytes_hash(const char *bytes, size_t len)
 
 static fti_str *str_new(const char *bytes, size_t len)
 {
-    fti_str *s = ft_new_var(&ft_str_type, len + 1);
+    fti_str *s;
     char *inline_bytes;
 
+    if (len > SIZE_MAX / 2)
+        return NULL; /* no allocator serves this; avoids len + 1 wrapping */
+    s = ft_new_var(&ft_str_type, len + 1);
     if (s == NULL)
         return NULL;
     inline_bytes = (char *)(s + 1);
@@ -233,8 +236,9 @@ void *ft_str_intern(const char *bytes, size_t len)
             ft_set_immortal(s);
             fti_tsan_publish(s);
             if (!ck_hs_put(&intern_table, (unsigned long)s->hash, s)) {
-                /* Out of memory growing the table: nobody saw s. It is
-                 * immortal already, so it is simply not interned; report. */
+                /* Out of memory growing the table: nobody saw s, but it is
+                 * immortal already and stays allocated (a few bytes, on an
+                 * out-of-memory path); the caller gets NULL. */
                 s = NULL;
             }
         }

@@ -116,6 +116,10 @@ static int count_by_type(void *block, size_t size, void *arg)
     /* relaxed: world stopped. Immortal objects are not leaks. */
     if (ft_atomic_load_relaxed(&o->ob_ref_local) == FT_REF_IMMORTAL)
         return 0;
+    /* Dead objects whose memory waits for a QSBR grace period (delayed
+     * frees) are still mem blocks: their count is zero. */
+    if (fti_gc_is_dying(o, fti_object_total_refcount(o)))
+        return 0;
     slot = map_slot(types, o->ob_type, NULL);
     if (slot == NULL)
         return 1;
@@ -200,6 +204,7 @@ void fti_gc_report_leaks(FILE *out)
         ft_stop_the_world();
         fti_brc_merge_all_stopped();
         ft_start_the_world();
+        fti_weakref_run_pending(); /* the merge may have freed objects with weakrefs */
     }
     all = type_counts(&n, attached);
     for (size_t i = 0; i < n; i++)
@@ -363,6 +368,7 @@ int ft_gc_write_dot(FILE *out, void *o, unsigned max_depth, size_t max_nodes, un
         fprintf(mem, "  \"%p\" -> \"%p\";\n", (const void *)d.edges[i].from, (const void *)d.edges[i].to);
     fprintf(mem, "}\n");
     ft_start_the_world();
+    fti_weakref_run_pending(); /* the merge may have freed objects with weakrefs */
     fclose(mem);
     fwrite(text, 1, text_len, out);
     free(text);

@@ -286,6 +286,7 @@ int ft_gc_visit_objects(int generation, int (*fn)(void *obj, void *arg), void *a
     fti_brc_merge_all_stopped();
     fti_mem_walk(FTI_KIND_GC, FTI_WALK_ALL, collect_tracked, &c);
     ft_start_the_world();
+    fti_weakref_run_pending(); /* the merge may have freed objects with weakrefs */
     for (i = 0; i < objs.len && c.err == 0 && rc == 0; i++)
         rc = fn(objs.items[i], arg);
     for (i = 0; i < objs.len; i++)
@@ -349,6 +350,7 @@ size_t ft_gc_get_referrers(void *o, void **out, size_t cap)
     fti_brc_merge_all_stopped();
     fti_mem_walk(FTI_KIND_GC, FTI_WALK_ALL, walk_referrers, &w);
     ft_start_the_world();
+    fti_weakref_run_pending(); /* the merge may have freed objects with weakrefs */
     return w.n;
 }
 

@@ -284,7 +284,6 @@ static void abandon_page(fti_page *pg)
 static fti_page *adopt_page(struct fti_heap *h, unsigned kind, unsigned cls)
 {
     fti_page_queue *q = &abandoned[kind][cls];
-    /* Unlocked peek: a miss only means we map a fresh page instead. */
     pthread_mutex_lock(&abandon_lock);
     fti_page *pg = q->head;
     if (pg != NULL) {
@@ -562,7 +561,7 @@ static FT_NOINLINE void *alloc_traced(fti_kind kind, size_t size, void *caller)
 }
 
 /* Same-thread allocation: a class from the size, a pop from the current
- * page's free list, no atomic RMW. ft_malloc's fast path is 23 instructions
+ * page's free list, no atomic RMW. ft_malloc's fast path is 25 instructions
  * on x86-64 (release build, callgrind; docs/bench-mem.md). */
 static inline void *mem_alloc(fti_kind kind, size_t n, void *caller)
 {
@@ -603,16 +602,20 @@ static FT_NOINLINE void free_local_checked(fti_page *pg, fti_block *b, const cha
 
 /* Same-thread free: the arena map says the pointer is ours, the page says we
  * own it, a push onto local_free. Every slow case is a tail call, so the
- * fast path needs no saved registers: 47 instructions for ft_free on x86-64
+ * fast path needs no saved registers: 50 instructions for ft_free on x86-64
  * (release build, callgrind; docs/bench-mem.md). */
 static inline void mem_free_untraced(void *p, const char *call)
 {
+    /* The arena is computed from p, not from the map entry, so the page
+     * descriptor's address does not wait for the map loads; it is used only
+     * once the map confirmed that granule is that arena. */
+    fti_arena *arena = (fti_arena *)((uintptr_t)p & ~FTI_ARENA_MASK);
     uintptr_t e = fti_map_entry((uintptr_t)p);
-    if (FT_UNLIKELY(!fti_map_is_arena(e))) {
+    if (FT_UNLIKELY(e != ((uintptr_t)arena | FTI_MAP_ARENA))) {
         fti_free_slow(p, call);
         return;
     }
-    fti_page *pg = fti_page_of(fti_map_arena(e), (uintptr_t)p);
+    fti_page *pg = fti_page_of(arena, (uintptr_t)p);
     fti_block *b = p;
     /* relaxed: equal only if this thread stored its own heap there. */
     if (FT_UNLIKELY(ft_atomic_load_relaxed(&pg->heap) != (struct fti_heap *)ft_tls_head.heap)) {

@@ -122,6 +122,7 @@ static void dealloc_one(ft_object *o)
     const ft_type *t = o->ob_type;
     if (FT_CFG_DEBUG_LEVEL >= 1)
         FT_CHECK(t != &fti_freed_type, "ft_decref: use of freed object %p (<freed>)", (void *)o);
+    /* relaxed: immortality is set before publication. */
     FT_ASSERT(ft_atomic_load_relaxed(&o->ob_ref_local) != FT_REF_IMMORTAL);
     /* relaxed: the object is dead; these only normalise the header (the owner
      * path's fast death leaves them as they were). */

@@ -26,10 +26,13 @@
 #include "ft_ck.h"
 
 #include <string.h>
+#include <unistd.h>
 
 /* The requester spins this long on `countdown` before it first parks: an
  * attached thread on another core usually reaches its safepoint within
- * microseconds, far less than a futex sleep and wake-up. */
+ * microseconds, far less than a futex sleep and wake-up. Only when every
+ * thread waited for can have a core of its own: oversubscribed, the spin
+ * would steal the CPU the late thread needs. */
 #define FTI_STW_SPIN_NS 50000u
 
 static struct {
@@ -46,6 +49,22 @@ static struct {
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static ft_pause_stats stats_to_safepoint; /* (stats_lock) */
 static ft_pause_stats stats_duration;     /* (stats_lock) */
+
+static int32_t online_cpus(void)
+{
+    static _Atomic int32_t cached;
+    /* relaxed: an idempotent cache of a constant. */
+    int32_t n = ft_atomic_load_relaxed(&cached);
+
+    if (n == 0) {
+        long v = sysconf(_SC_NPROCESSORS_ONLN);
+
+        n = v > 0 ? (int32_t)v : 1;
+        /* relaxed: as above. */
+        ft_atomic_store_relaxed(&cached, n);
+    }
+    return n;
+}
 
 bool fti_stw_requested(void)
 {
@@ -206,7 +225,8 @@ void ft_stop_the_world(void)
     timeout_ns = (uint64_t)fti_thread_cfg.stw_timeout_ms * 1000000u;
     next_report = stw.request_ns + timeout_ns;
     /* acquire: pairs with the acq_rel decrements (see countdown_done_one). */
-    while (ft_atomic_load_acquire(&stw.countdown) != 0 && fti_now_ns() - stw.request_ns < FTI_STW_SPIN_NS)
+    while (others < online_cpus() && ft_atomic_load_acquire(&stw.countdown) != 0 &&
+           fti_now_ns() - stw.request_ns < FTI_STW_SPIN_NS)
         ck_pr_stall();
     for (;;) {
         /* acquire: pairs with the release increments in fti_stw_notify. */

@@ -169,7 +169,7 @@ static void test_collector_frees_container_cycles(void **state)
 
 /* A long chain of containers released by one decref: deallocation goes
  * through traverse without recursing on the C stack. */
-#define CHAIN (FT_CFG_TSAN ? 50000 : 1000000)
+#define CHAIN (FT_CFG_TSAN ? 50000 : 300000)
 
 /* Puts item into container (list, dict or 1-tuple), taking a reference. */
 static void put_into(void *container, void *item)

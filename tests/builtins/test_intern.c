@@ -68,10 +68,27 @@ static void test_intern_identity_across_threads(void **state)
     ft_fini();
 }
 
+/* ft_fini drops the table; a later ft_init starts a fresh one. */
+static void test_intern_across_reinit(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(ft_init(NULL), 0);
+        void *a = ft_str_intern("again", 5);
+        assert_non_null(a);
+        assert_ptr_equal(ft_str_intern("again", 5), a);
+        assert_string_equal(ft_str_data(a), "again");
+        void *n = ft_int_from_i64(7);
+        assert_int_equal(ft_int_as_i64(n), 7);
+        ft_fini();
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_intern_identity_across_threads),
+        cmocka_unit_test(test_intern_across_reinit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,7 @@
 #include <stdatomic.h>
 
 #define NTHREADS 4
-#define PER_THREAD (FT_CFG_TSAN ? 5000 : 50000)
+#define PER_THREAD (FT_CFG_TSAN ? 5000 : 30000)
 #define VALUE_BASE 100000 /* above the small-int cache: heap ints, really counted */
 
 /* Under TSan, fork() runs the runtime's pthread_atfork handler, which holds
@@ -99,6 +99,26 @@ static void test_list_api(void **state)
     ft_decref(l); /* releases the items */
     assert_int_equal(ft_refcount(s), 1);
     ft_decref(s);
+}
+
+/* A list that shrank gives back its storage (ft_sizeof sees it). */
+static void test_list_shrinks(void **state)
+{
+    (void)state;
+    void *l = ft_list_new();
+
+    for (int i = 0; i < 10000; i++)
+        assert_int_equal(ft_list_append(l, ft_none()), 0);
+    size_t peak = ft_sizeof(l);
+    for (int i = 0; i < 9990; i++)
+        assert_ptr_equal(ft_list_pop(l), ft_none());
+    assert_int_equal(ft_list_len(l), 10);
+    assert_true(ft_sizeof(l) < peak / 8);
+    for (ssize_t i = 0; i < 10; i++) {
+        void *v = ft_list_get(l, i);
+        assert_ptr_equal(v, ft_none());
+    }
+    ft_decref(l);
 }
 
 static void list_append_to_dict(void *arg)
@@ -370,6 +390,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_api),
+        cmocka_unit_test(test_list_shrinks),
         cmocka_unit_test(test_list_misuse_aborts),
         cmocka_unit_test(test_list_concurrent),
         cmocka_unit_test(test_list_append_pop_mixed),

@@ -28,13 +28,13 @@ static void test_fail_large_mapping(void **state)
 static void test_fail_arena_mapping_keeps_heap_consistent(void **state)
 {
     (void)state;
-    /* Fill memory until a fresh arena is needed; the third OS request from
-     * now fails. Allocation returns NULL once, then goes on. */
-    enum { MAXB = 200000 };
-    static unsigned char *blocks[MAXB];
+    /* Allocate three arenas' worth; the third OS request from now (an arena
+     * or a map leaf) fails. Allocation returns NULL once, then goes on. */
+    size_t maxb = 3 * ((size_t)1 << FT_CFG_ARENA_SHIFT) / 256; /* three arenas' worth */
+    unsigned char **blocks = calloc(maxb, sizeof *blocks);
     size_t n = 0, failures = 0;
     ft_mem_fail_os_after(3);
-    while (n < MAXB) {
+    while (n < maxb) {
         errno = 0;
         unsigned char *p = ft_malloc(256);
         if (p == NULL) {
@@ -51,6 +51,7 @@ static void test_fail_arena_mapping_keeps_heap_consistent(void **state)
         assert_int_equal(blocks[i][255], (unsigned char)(i & 0xff));
         ft_free(blocks[i]);
     }
+    free(blocks);
     ft_mem_fail_os_after(0);
 }
 

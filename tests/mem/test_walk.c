@@ -150,11 +150,15 @@ static void test_stats_add_up(void **state)
     enum { M = 1000 };
     static void *p[M];
     ft_mem_get_stats(&a);
-    size_t expect_bytes = 0;
+    size_t expect_bytes = 0, expect_large = 1;
     size_t per_class[FT_MEM_CLASSES] = { 0 };
     for (int i = 0; i < M; i++) {
         size_t sz = 1 + (size_t)(i * 7919) % 2000;
         p[i] = ft_malloc(sz);
+        if (sz > FTI_MEDIUM_MAX) { /* small page_shift builds */
+            expect_large++;
+            continue;
+        }
         unsigned c = fti_size_class(sz);
         per_class[c]++;
         expect_bytes += fti_class_size(c);
@@ -167,7 +171,7 @@ static void test_stats_add_up(void **state)
         assert_int_equal(b.classes[c].blocks_used + b.classes[c].blocks_free,
                          b.classes[c].pages * (b.page_bytes / b.classes[c].block_size));
     }
-    assert_int_equal(b.large_blocks, a.large_blocks + 1);
+    assert_int_equal(b.large_blocks, a.large_blocks + expect_large);
     assert_int_equal(b.bytes_in_use - a.bytes_in_use, expect_bytes + (b.large_bytes - a.large_bytes));
     size_t sum = 0, pages = 0;
     for (unsigned c = 0; c < FT_MEM_CLASSES; c++) {

@@ -15,6 +15,7 @@ static void init_runtime(size_t budget)
     ft_config cfg;
     ft_config_default(&cfg);
     cfg.gc_enabled = false;
+    cfg.mode = FT_MODE_FREE_THREADED; /* the behaviour under test; FTRT_GIL is ignored */
     if (budget != 0)
         cfg.qsbr_budget_bytes = budget;
     assert_int_equal(ft_init(&cfg), 0);

@@ -16,6 +16,9 @@ static void init_runtime(void)
     ft_config cfg;
     ft_config_default(&cfg);
     cfg.gc_enabled = false; /* no collection behind the tests' backs */
+    /* Some tests keep a thread attached without polling (to hold a queue
+     * entry), which would starve the others of the GIL. */
+    cfg.mode = FT_MODE_FREE_THREADED;
     assert_int_equal(ft_init(&cfg), 0);
 }
 
@@ -68,16 +71,26 @@ typedef struct shared_ctx {
     long observed;
 } shared_ctx;
 
+typedef struct nonowner_seen {
+    int32_t shared_after_incref;
+    intptr_t refcount_after_incref;
+    int32_t state_after_queue;
+} nonowner_seen;
+
+static nonowner_seen seen;
+
 static void *nonowner_thread(void *arg)
 {
     shared_ctx *c = arg;
+    while (atomic_load(&c->step) != 1)
+        ft_safepoint(); /* until the owner is back from ft_thread_start, attached */
     ft_incref(c->obj); /* shared path */
-    assert_int_equal(shared_of(c->obj), 1 << FT_SHARED_SHIFT);
-    assert_int_equal(ft_refcount(c->obj), 3);
+    seen.shared_after_incref = shared_of(c->obj);
+    seen.refcount_after_incref = ft_refcount(c->obj);
     ft_decref(c->obj); /* back to a zero shared count */
     ft_decref(c->obj); /* the reference the owner handed us: below zero -> queued */
-    assert_int_equal(shared_of(c->obj) & FT_SHARED_MASK, FT_SHARED_QUEUED);
-    atomic_store(&c->step, 1);
+    seen.state_after_queue = shared_of(c->obj) & FT_SHARED_MASK;
+    atomic_store(&c->step, 2);
     return NULL;
 }
 
@@ -86,14 +99,22 @@ static void test_nonowner_path_and_safepoint_merge(void **state)
     (void)state;
     init_runtime();
     long before = test_node_deallocs_get();
-    shared_ctx c = { .obj = test_node_new(&test_node_type, NULL, 2) };
+    static shared_ctx c;
+    atomic_store(&c.step, 0);
+    c.obj = test_node_new(&test_node_type, NULL, 2);
     ft_incref(c.obj); /* one reference for the other thread */
     pthread_t t;
     assert_int_equal(ft_thread_start(&t, nonowner_thread, &c), 0);
-    /* Stay attached and poll: the queue is merged by our own safepoint. */
-    while (atomic_load(&c.step) == 0)
-        ft_safepoint();
-    ft_safepoint();
+    atomic_store(&c.step, 1);
+    /* Attached and not polling: the other thread cannot merge for us (we
+     * are not in a blocking region) and we do not merge before it looked. */
+    while (atomic_load(&c.step) != 2) {
+    }
+    assert_int_equal(seen.shared_after_incref, 1 << FT_SHARED_SHIFT);
+    assert_int_equal(seen.refcount_after_incref, 3);
+    assert_int_equal(seen.state_after_queue, FT_SHARED_QUEUED);
+    assert_int_equal(ft_refcount(c.obj), 1);
+    ft_safepoint(); /* FT_PENDING_BRC: our own safepoint merges the queue */
     assert_int_equal(shared_of(c.obj) & FT_SHARED_MASK, FT_SHARED_MERGED);
     assert_int_equal(owner_of(c.obj), 0);
     assert_int_equal(local_of(c.obj), 0);
@@ -249,6 +270,7 @@ static void test_concurrent_counts_balance(void **state)
 typedef struct immortal_ctx {
     void *obj;
     _Atomic int ready;
+    _Atomic int try_failures;
     int iterations;
 } immortal_ctx;
 
@@ -261,7 +283,8 @@ static void *hammer_immortal(void *arg)
     for (int i = 0; i < c->iterations; i++) {
         ft_incref(c->obj);
         ft_incref(c->obj);
-        assert_true(ft_try_incref(c->obj));
+        if (!ft_try_incref(c->obj))
+            atomic_fetch_add(&c->try_failures, 1); /* checked by the main thread */
         ft_decref(c->obj);
         ft_decref(c->obj);
         ft_decref(c->obj);
@@ -279,6 +302,7 @@ static void test_immortal_untouched(void **state)
     long before = test_node_deallocs_get();
     static immortal_ctx c;
     atomic_store(&c.ready, 0);
+    atomic_store(&c.try_failures, 0);
     c.iterations = FT_CFG_TSAN ? 20000 : 500000;
     c.obj = test_node_new(&test_gc_node_type, NULL, 4);
     ft_set_immortal(c.obj);
@@ -291,6 +315,7 @@ static void test_immortal_untouched(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(ft_thread_join(t[i], NULL), 0);
     assert_memory_equal(header, c.obj, sizeof header);
+    assert_int_equal(atomic_load(&c.try_failures), 0);
     assert_true(ft_refcount(c.obj) > (intptr_t)1 << 40);
     assert_int_equal(test_node_deallocs_get(), before);
     ft_fini();
@@ -352,6 +377,58 @@ static void test_deferred_not_counted_never_freed_by_rc(void **state)
      * ordinary counting frees it. */
     fti_object_undefer((ft_object *)c.obj);
     assert_int_equal(test_node_deallocs_get(), before + 1);
+    ft_fini();
+}
+
+/* ---- the collector's view: merging with the world stopped ------------------- */
+
+static void *queue_then_park(void *arg)
+{
+    shared_ctx *c = arg;
+    while (atomic_load(&c->step) != 1)
+        ft_safepoint();
+    ft_decref(c->obj); /* queued to the main thread, which does not poll */
+    atomic_store(&c->step, 2);
+    while (atomic_load(&c->step) != 3)
+        ft_safepoint(); /* parks here while the world is stopped */
+    return NULL;
+}
+
+static void test_merge_all_stopped_frees_nothing(void **state)
+{
+    (void)state;
+    init_runtime();
+    long before = test_node_deallocs_get();
+    static shared_ctx c;
+    atomic_store(&c.step, 0);
+    c.obj = test_node_new(&test_node_type, NULL, 9); /* its only reference goes to the thread */
+    test_node *deferred = test_node_new(&test_gc_node_type, NULL, 10);
+    ft_set_deferred(deferred);
+    pthread_t t;
+    assert_int_equal(ft_thread_start(&t, queue_then_park, &c), 0);
+    atomic_store(&c.step, 1);
+    while (atomic_load(&c.step) != 2) {
+        /* attached, not polling: the entry stays in our queue */
+    }
+    assert_int_equal(shared_of(c.obj) & FT_SHARED_MASK, FT_SHARED_QUEUED);
+    ft_stop_the_world();
+    fti_brc_merge_all_stopped();
+    /* merged, and its count is zero, but nothing is freed while stopped */
+    assert_int_equal(shared_of(c.obj) & FT_SHARED_MASK, FT_SHARED_MERGED);
+    assert_int_equal(test_node_deallocs_get(), before);
+    /* the collector un-defers an unreachable deferred object while stopped */
+    fti_object_undefer((ft_object *)deferred);
+    assert_false(ft_is_deferred(deferred));
+    assert_int_equal(ft_refcount(deferred), 1);
+    assert_int_equal(fti_object_total_refcount((ft_object *)deferred), 1);
+    assert_int_equal(test_node_deallocs_get(), before);
+    ft_start_the_world();
+    ft_safepoint(); /* our own queue: the re-queued decrement frees it now */
+    assert_int_equal(test_node_deallocs_get(), before + 1);
+    ft_decref(deferred); /* ordinary counting from now on */
+    assert_int_equal(test_node_deallocs_get(), before + 2);
+    atomic_store(&c.step, 3);
+    assert_int_equal(ft_thread_join(t, NULL), 0);
     ft_fini();
 }
 
@@ -455,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_counts_balance),
         cmocka_unit_test(test_immortal_untouched),
         cmocka_unit_test(test_deferred_not_counted_never_freed_by_rc),
+        cmocka_unit_test(test_merge_all_stopped_frees_nothing),
         cmocka_unit_test(test_misuse_aborts),
     };
     if (getenv("FT_TEST_FILTER") != NULL)
