@@ -75,6 +75,7 @@ struct ft_object {
 #define FT_OB_HAS_WEAKREFS (1u << 1) /* a weakref points here: clear it at deallocation */
 #define FT_OB_FINALIZED    (1u << 2) /* finalize has run (at most once) */
 #define FT_OB_STATIC       (1u << 3) /* not heap-allocated (static immortal singletons) */
+#define FT_OB_SHARED_READ  (1u << 4) /* may be read lock-free: freed after a QSBR grace period */
 
 /* Out-of-line paths of the inline counting functions. */
 FT_API FT_NOINLINE void ft_incref_shared(ft_object *o);
@@ -130,8 +131,25 @@ static inline void ft_xdecref(void *op)
 /* Takes a new reference to an object read from a shared slot without a lock.
  * Fails (returns false) when the object's count already reached zero; the
  * object's memory stays type-stable until a QSBR grace period has passed, so
- * the call itself is safe on such an object. Re-check the slot after success. */
+ * the call itself is safe on such an object. Re-check the slot after success.
+ * Valid only on objects marked with ft_set_shared_read before the pointer was
+ * published (the builtin containers mark everything they store). */
 FT_API bool ft_try_incref(void *o);
+
+/* Marks o as readable lock-free (FT_OB_SHARED_READ): when it dies, its memory
+ * is freed after a QSBR grace period instead of at once. Call it, holding a
+ * reference, before publishing o in a slot that readers load without a lock
+ * and then ft_try_incref. Unmarked objects die without an atomic operation
+ * and their memory is reused at once. */
+static inline void ft_set_shared_read(void *op)
+{
+    ft_object *o = (ft_object *)op;
+    /* relaxed: the flag is read by the object's last decref after an acquire
+     * that pairs with our later release decref (or by the owner itself); the
+     * load spares the common already-marked case a read-modify-write. */
+    if (!(atomic_load_explicit(&o->ob_flags, memory_order_relaxed) & FT_OB_SHARED_READ))
+        atomic_fetch_or_explicit(&o->ob_flags, FT_OB_SHARED_READ, memory_order_relaxed);
+}
 
 /* Allocates an object of type t with count 1, owned by the calling thread,
  * tracked by the collector when t has FT_TYPE_GC. Fields after the header are

@@ -7,6 +7,7 @@
 #error "builtins_int.h is private to the ftrt library"
 #endif
 
+#include "ft_atomic.h"
 #include "ft_internal.h"
 #include "ftrt/builtins.h"
 #include "ftrt/runtime.h"
@@ -47,6 +48,18 @@ typedef struct fti_tuple {
     size_t size;
     ft_object *items[];
 } fti_tuple;
+
+/* Before an object is published in a slot that readers load without a lock
+ * (list slots, dict keys and values): marks it FT_OB_SHARED_READ so that its
+ * memory outlives a QSBR grace period when it dies, which is what makes
+ * ft_try_incref on a stale slot value safe. The caller holds a reference.
+ * Immortal objects never die and static ones must not be written: skipped. */
+static inline void fti_mark_shared_read(void *o)
+{
+    /* relaxed: FT_REF_IMMORTAL is set before publication and never undone. */
+    if (ft_atomic_load_relaxed(&((ft_object *)o)->ob_ref_local) != FT_REF_IMMORTAL)
+        ft_set_shared_read(o);
+}
 
 /* Hash of bytes (64-bit multiply-xorshift, then the splitmix64 finalizer). */
 FT_INTERNAL uint64_t fti_bytes_hash(const char *bytes, size_t len);

@@ -25,7 +25,7 @@
  *     readable until their next quiescent state.
  *   - Values and keys removed from the dict may be dying; ft_try_incref fails
  *     once their count reached zero (memory stays type-stable for a grace
- *     period), and the re-check proves the value was mapped from the key in
+ *     period: both are marked FT_OB_SHARED_READ before they are stored), and the re-check proves the value was mapped from the key in
  *     the current keys block after we took our reference.
  *   - References are released, and replaced blocks retired, only after the
  *     section ends (a decref may run deallocation that locks this dict
@@ -306,6 +306,9 @@ static int dict_set_impl(fti_dict *d, void *key, void *value, ft_object **old_ou
 
     ft_incref(key);
     ft_incref(value);
+    /* Lookups read keys and values lock-free and ft_try_incref them. */
+    fti_mark_shared_read(key);
+    fti_mark_shared_read(value);
     FT_CRITICAL_SECTION_BEGIN(d)
     /* relaxed: we hold the section, the only writer. */
     dict_keys *k = ft_atomic_load_relaxed(&d->keys);

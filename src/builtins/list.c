@@ -21,7 +21,8 @@
  *     readable until it passes a quiescent state.
  *   - An item removed from its slot may be dying; ft_try_incref fails on an
  *     object whose count reached zero, and object memory stays type-stable
- *     for a grace period. Success plus the re-check means the item was in the
+ *     for a grace period (items are marked FT_OB_SHARED_READ before they are
+ *     stored, which is what asks the object layer for that delay). Success plus the re-check means the item was in the
  *     list at the moment of the re-check, and we hold a reference.
  * References are never released inside the section: a decref can run
  * arbitrary deallocation, which could try to lock this same list. Replaced
@@ -194,6 +195,7 @@ int ft_list_append(void *list, void *item)
 
     FT_CHECK(item != NULL, "ft_list_append: NULL item (list)");
     ft_incref(item);
+    fti_mark_shared_read(item); /* ft_list_get reads slots lock-free */
     FT_CRITICAL_SECTION_BEGIN(l)
     /* relaxed: we hold the section, the only writer. */
     size_t n = ft_atomic_load_relaxed(&l->size);
@@ -293,6 +295,7 @@ int ft_list_set(void *list, ssize_t index, void *item)
 
     FT_CHECK(item != NULL, "ft_list_set: NULL item (list)");
     ft_incref(item);
+    fti_mark_shared_read(item); /* ft_list_get reads slots lock-free */
     FT_CRITICAL_SECTION_BEGIN(l)
     /* relaxed (both): we hold the section, the only writer. */
     size_t n = ft_atomic_load_relaxed(&l->size);

@@ -206,6 +206,9 @@ void *ft_weakref_new(void *target_ptr, ft_weakref_callback cb, void *arg)
     wr = ft_new(&fti_weakref_type);
     if (wr == NULL)
         return NULL;
+    /* Clearing a target's weakrefs takes a reference to them with
+     * ft_try_incref (for their callbacks) while they may be dying. */
+    ft_set_shared_read(wr);
     wr->callback = cb;
     wr->callback_arg = arg;
     s = shard_of(target);

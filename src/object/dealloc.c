@@ -139,15 +139,19 @@ static void dealloc_one(ft_object *o)
     if ((flags & FT_OB_HAS_WEAKREFS) && fti_object_hooks_current.clear_weakrefs != NULL)
         fti_object_hooks_current.clear_weakrefs(o);
     /* relaxed: gc bits change only on the thread that owns the object's fate
-     * (here) or with the world stopped; the load spares untracked objects an
-     * atomic read-modify-write. */
-    if (ft_atomic_load_relaxed(&o->ob_gc_bits) & FTI_GC_TRACKED)
-        ft_atomic_fetch_and_relaxed(&o->ob_gc_bits, (uint8_t)~FTI_GC_TRACKED);
+     * (here) or with the world stopped, so a plain load and store suffice (a
+     * locked read-modify-write here cost most of a tuple's deallocation). */
+    uint8_t gc_bits = ft_atomic_load_relaxed(&o->ob_gc_bits);
+    if (gc_bits & FTI_GC_TRACKED)
+        ft_atomic_store_relaxed(&o->ob_gc_bits, (uint8_t)(gc_bits & ~FTI_GC_TRACKED));
     if (t->traverse != NULL)
         (void)t->traverse(o, release_reference, NULL);
     if (t->dealloc != NULL)
         t->dealloc(o);
-    bool delayed = !(t->flags & FT_TYPE_NO_SHARED_READS);
+    /* Only objects a lock-free reader may reach (stored in a container slot:
+     * FT_OB_SHARED_READ) wait for a grace period; the rest is reused at once,
+     * which keeps the allocator's locality (docs/objects.md). */
+    bool delayed = (flags & FT_OB_SHARED_READ) && !(t->flags & FT_TYPE_NO_SHARED_READS);
     if (FT_CFG_DEBUG_LEVEL >= 1)
         o->ob_type = &fti_freed_type;
     fti_object_free_block(o, delayed);

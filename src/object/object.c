@@ -174,6 +174,21 @@ void ft_merge_zero_local(ft_object *o)
     uint32_t local = ft_atomic_load_relaxed(&o->ob_ref_local);
     check_live(o, "ft_decref");
     FT_CHECK(local >= 1, "ft_decref: refcount of %s object %p below zero", type_name(o), (void *)o);
+    /* Fast death (CPython's _Py_MergeZeroLocalRefcount): no shared count and
+     * nothing that reaches the object without a counted reference (a lock-free
+     * reader of a container slot, or a weakref) can race with us, so no CAS.
+     * acquire: pairs with the release of the last non-owner decref, making
+     * its writes to the object (and a flag it set) visible before the free. */
+    int32_t shared_now = ft_atomic_load_acquire(&o->ob_ref_shared);
+    /* relaxed: a flag is set by a thread holding a counted reference, before
+     * the release decref that the acquire above synchronises with. */
+    uint16_t flags = ft_atomic_load_relaxed(&o->ob_flags);
+    if (shared_now == 0 && !(flags & (FT_OB_SHARED_READ | FT_OB_HAS_WEAKREFS))) {
+        /* relaxed: owner-only field; the object is dead. */
+        ft_atomic_store_relaxed(&o->ob_ref_local, 0);
+        fti_object_dealloc(o);
+        return;
+    }
     /* relaxed: owner-only field; no other thread reads it for a decision. */
     ft_atomic_store_relaxed(&o->ob_ref_local, 0);
     /* relaxed: unowned from now on (before the shared field is merged, as in

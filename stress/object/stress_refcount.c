@@ -73,6 +73,7 @@ static snode *snode_new(const ft_type *t, void *child)
     if (n == NULL)
         return NULL;
     n->child = child;
+    ft_set_shared_read(n); /* slots are read lock-free with ft_try_incref */
     atomic_store_explicit(&n->magic, MAGIC_ALIVE, memory_order_relaxed);
     atomic_fetch_add_explicit(&created, 1, memory_order_relaxed);
     return n;

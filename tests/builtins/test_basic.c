@@ -10,16 +10,6 @@
 
 #include <errno.h>
 
-/* Under TSan, fork() runs the runtime's pthread_atfork handler, which holds
- * more mutexes at once (the parking lot's 256 bucket locks) than TSan's
- * deadlock detector can track (64), and TSan aborts inside fork itself. The
- * abort path is single-threaded; the debug build covers it. */
-#define SKIP_FORK_UNDER_TSAN() \
-    do { \
-        if (FT_CFG_TSAN) \
-            skip(); \
-    } while (0)
-
 static int setup(void **state)
 {
     (void)state;
@@ -137,7 +127,6 @@ static void int_as_i64_of_str(void *arg)
 static void test_int_as_i64_misuse_aborts(void **state)
 {
     (void)state;
-    SKIP_FORK_UNDER_TSAN();
     assert_true(ft_test_aborts_with(int_as_i64_of_str, NULL, "ft_int_as_i64: object is not an int (str)"));
 }
 
@@ -210,7 +199,6 @@ static void str_len_of_int(void *arg)
 static void test_str_misuse_aborts(void **state)
 {
     (void)state;
-    SKIP_FORK_UNDER_TSAN();
     assert_true(ft_test_aborts_with(str_len_of_int, NULL, "ft_str_len: object is not a str (int)"));
 }
 

@@ -19,16 +19,6 @@
 #define PER_THREAD (FT_CFG_TSAN ? 2000 : 10000)
 #define ROUNDS (FT_CFG_TSAN ? 2 : 4)
 
-/* Under TSan, fork() runs the runtime's pthread_atfork handler, which holds
- * more mutexes at once (the parking lot's 256 bucket locks) than TSan's
- * deadlock detector can track (64), and TSan aborts inside fork itself. The
- * abort path is single-threaded; the debug build covers it. */
-#define SKIP_FORK_UNDER_TSAN() \
-    do { \
-        if (FT_CFG_TSAN) \
-            skip(); \
-    } while (0)
-
 static int setup(void **state)
 {
     (void)state;
@@ -242,7 +232,6 @@ static void dict_get_on_list(void *arg)
 static void test_dict_misuse_aborts(void **state)
 {
     (void)state;
-    SKIP_FORK_UNDER_TSAN();
     assert_true(ft_test_aborts_with(dict_get_on_list, NULL, "ft_dict_get: object is not a dict (list)"));
 }
 

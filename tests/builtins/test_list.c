@@ -18,16 +18,6 @@
 #define PER_THREAD (FT_CFG_TSAN ? 5000 : 30000)
 #define VALUE_BASE 100000 /* above the small-int cache: heap ints, really counted */
 
-/* Under TSan, fork() runs the runtime's pthread_atfork handler, which holds
- * more mutexes at once (the parking lot's 256 bucket locks) than TSan's
- * deadlock detector can track (64), and TSan aborts inside fork itself. The
- * abort path is single-threaded; the debug build covers it. */
-#define SKIP_FORK_UNDER_TSAN() \
-    do { \
-        if (FT_CFG_TSAN) \
-            skip(); \
-    } while (0)
-
 static int setup(void **state)
 {
     (void)state;
@@ -130,7 +120,6 @@ static void list_append_to_dict(void *arg)
 static void test_list_misuse_aborts(void **state)
 {
     (void)state;
-    SKIP_FORK_UNDER_TSAN();
     assert_true(ft_test_aborts_with(list_append_to_dict, NULL, "ft_list_append: object is not a list (dict)"));
 }
 

@@ -52,11 +52,15 @@ static void test_trace_sites(void **state)
     assert_true(ft_trace_is_tracing());
 
     void *small[100], *large[3];
-    volatile int nlarge = 3; /* not unrolled: one call site */
+    /* volatile: no unrolling into several call sites, and no constant
+     * propagation into local clones (mem_test_outer.constprop.0) that dladdr
+     * cannot name. */
+    volatile int nlarge = 3;
+    volatile size_t small_size = 100, large_size = 50000;
     for (int i = 0; i < 100; i++)
-        small[i] = mem_test_outer(100);       /* 10000 bytes from mem_test_site_small */
+        small[i] = mem_test_outer(small_size);       /* 10000 bytes from mem_test_site_small */
     for (int i = 0; i < nlarge; i++)
-        large[i] = mem_test_site_large(50000); /* 150000 bytes from mem_test_site_large */
+        large[i] = mem_test_site_large(large_size);  /* 150000 bytes from mem_test_site_large */
 
     size_t current, peak;
     ft_trace_get_traced_memory(&current, &peak);
@@ -66,8 +70,10 @@ static void test_trace_sites(void **state)
     ft_trace_site top[4];
     size_t n = ft_trace_snapshot(top, 4);
     for (size_t i = 0; i < n; i++)
-        print_message("site %zu: %zu bytes, %zu blocks, %s <- %s\n", i, top[i].bytes, top[i].count,
-                      symbol_of(top[i].frames[0]), top[i].depth > 1 ? symbol_of(top[i].frames[1]) : "-");
+        print_message("site %zu: %zu bytes, %zu blocks, %s (%p) <- %s (%p), depth %u\n", i, top[i].bytes,
+                      top[i].count, symbol_of(top[i].frames[0]), top[i].frames[0],
+                      top[i].depth > 1 ? symbol_of(top[i].frames[1]) : "-",
+                      top[i].depth > 1 ? top[i].frames[1] : NULL, top[i].depth);
     assert_int_equal(n, 2);
     assert_int_equal(top[0].bytes, 150000);
     assert_int_equal(top[0].count, 3);

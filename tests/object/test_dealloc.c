@@ -192,6 +192,7 @@ static void test_weakref_hook_and_untrack(void **state)
     test_node *p = test_node_new(&test_node_type, NULL, 1);
     assert_false(atomic_load(&p->ob.ob_gc_bits) & FTI_GC_TRACKED);
     atomic_fetch_or(&g->ob.ob_flags, FT_OB_HAS_WEAKREFS);
+    ft_set_shared_read(g); /* so that its memory waits for a grace period */
     ft_decref(p);
     assert_int_equal(atomic_load(&weakref_clears), 0);
     ft_decref(g);
