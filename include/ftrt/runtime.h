@@ -20,7 +20,7 @@ typedef struct ft_config {
     unsigned gc_threshold[3];           /* FTRT_GC_THRESHOLD="700,10,10" */
     unsigned gc_workers;                /* FTRT_GC_WORKERS: marking threads; 0 = automatic */
     size_t qsbr_budget_bytes;           /* FTRT_QSBR_BUDGET: delayed-free bytes a thread may hold
-                                           before it forces a grace period; default 1 MiB */
+                                           before it forces a grace period; default 256 KiB */
     unsigned trace_depth;               /* FTRT_TRACEMALLOC=N: start allocation tracing at init */
     bool debug_leaks;                   /* FTRT_DEBUG_LEAKS=1: live objects by type at ft_fini */
 } ft_config;

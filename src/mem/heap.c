@@ -511,8 +511,12 @@ static FT_NOINLINE void free_local_slow(fti_page *pg)
     /* relaxed: own page. */
     if (ft_atomic_load_relaxed(&pg->used) != 0 || h->retire_hold != 0)
         return;
-    /* Keep the only page of a class so that churn does not refill. */
-    if (avail->head == pg && pg->next == NULL)
+    /* Keep the current page of a class even when it empties (and the only
+     * page), so that churn - one object allocated and freed per operation -
+     * does not return a page to its arena and take it back on every
+     * operation (mimalloc retires such pages lazily for the same reason).
+     * At most one empty page per class and kind is kept this way. */
+    if (h->pages[kind][cls] == pg || (avail->head == pg && pg->next == NULL))
         return;
     page_release(h, avail, pg);
 }

@@ -13,7 +13,7 @@
 
 #define FT_DEFAULT_GIL_SWITCH_US 5000u
 #define FT_DEFAULT_STW_TIMEOUT_MS 5000u
-#define FT_DEFAULT_QSBR_BUDGET (1u << 20)
+#define FT_DEFAULT_QSBR_BUDGET (256u << 10)
 
 /* Parses a whole string as an unsigned decimal within [lo, hi]. */
 static int parse_ulong(const char *text, unsigned long lo, unsigned long hi, unsigned long *out)
