@@ -150,6 +150,18 @@ static double measure(run *r, double seconds)
     return (double)total / ((double)(t1 - t0) / 1e9);
 }
 
+/* Collections of every generation so far (the cost the collector adds). */
+static uint64_t collections(void)
+{
+    uint64_t total = 0;
+    for (int gen = 0; gen < 3; gen++) {
+        ft_gc_stats st;
+        if (ft_gc_get_stats(gen, &st) == 0)
+            total += st.collections;
+    }
+    return total;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: headline [--seconds S] [--reps N] [--threads 1,2] [--only WORKLOAD] [--mode ft|gil] [--json FILE] [--dat FILE]\n");
@@ -249,15 +261,18 @@ int main(int argc, char **argv)
                 for (int t = 0; t < nthread_counts; t++) {
                     r->workload = w;
                     r->nthreads = thread_counts[t];
+                    uint64_t gc_before = collections();
                     double ops = measure(r, rep < 0 ? seconds / 4 : seconds);
+                    uint64_t gc_runs = collections() - gc_before;
                     if (rep < 0)
                         continue;
                     samples[mode][w][t][rep] = ops;
                     if (json != NULL)
                         fprintf(json,
                                 "{\"bench\":\"headline\",\"mode\":\"%s\",\"workload\":\"%s\",\"threads\":%d,"
-                                "\"rep\":%d,\"ops_per_s\":%.0f}\n",
-                                mode == 0 ? "free-threaded" : "gil", workload_names[w], r->nthreads, rep, ops);
+                                "\"rep\":%d,\"ops_per_s\":%.0f,\"collections\":%llu}\n",
+                                mode == 0 ? "free-threaded" : "gil", workload_names[w], r->nthreads, rep, ops,
+                                (unsigned long long)gc_runs);
                 }
             }
             for (int k = 0; k < SHARED_KEYS; k++)
