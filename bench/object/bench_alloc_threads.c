@@ -44,6 +44,11 @@ static void *worker(void *arg)
     for (long i = 0; i < a->iterations; i++) {
         small_node *leaf = ft_new(a->type);
         small_node *n = ft_new(a->type);
+        if (a->type == &delayed_type) {
+            /* as if published to lock-free readers: freed after a grace period */
+            ft_set_shared_read(leaf);
+            ft_set_shared_read(n);
+        }
         n->child = leaf;
         ft_decref(n);
         if ((i & 63) == 0)
