@@ -321,11 +321,6 @@ static void on_safepoint(ft_thread_head *self, uint32_t bits)
 {
     if (bits & FT_PENDING_BRC)
         fti_brc_merge_self();
-    /* A quiescent state was just reported for FT_PENDING_QSBR; if one of our
-     * grace periods is waiting, it may have started after that report: ask
-     * for another at the next safepoint (see delayed_free.c). */
-    if ((bits & FT_PENDING_QSBR) && fti_delayed_grace_period_waiting())
-        (void)fti_thread_request(self->owner_tag, FT_PENDING_QSBR);
     fti_object_tstate *ts = self->object_state;
     if (ts != NULL) {
         fti_delayed_poll(ts);

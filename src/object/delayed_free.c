@@ -50,33 +50,14 @@ void fti_delayed_set_budget(size_t bytes, size_t count)
     budget_count = count != 0 ? count : 1;
 }
 
-/* Grace periods of ours in progress (any thread, atomic). While one is,
- * a thread that passes a quiescent state at a safepoint asks for another
- * (fti_delayed_rearm_quiescent): a quiescent state reported between
- * fti_qsbr_synchronize's request and the start of urcu's grace period does
- * not count for it, and without a second request a thread that never
- * blocks would never report one that does. */
-static _Atomic uint32_t gp_waiting;
-
-bool fti_delayed_grace_period_waiting(void)
-{
-    /* acquire: pairs with the release increment in grace_period, so a
-     * thread that sees it re-arms after the request it answers. */
-    return ft_atomic_load_acquire(&gp_waiting) != 0;
-}
-
 static void grace_period(void)
 {
-    /* release: see fti_delayed_grace_period_waiting. */
-    ft_atomic_fetch_add_release(&gp_waiting, 1);
     /* seq_cst fence + RMW: the ticket must follow, in the single total order,
      * the (seq_cst) stamp loads of every block already handed over (see the
      * file comment); an RMW always reads the latest value of gp_ticket. */
     ft_atomic_fence_seq_cst();
     uint64_t ticket = ft_atomic_fetch_add_acq_rel(&gp_ticket, 1);
     fti_qsbr_synchronize();
-    /* relaxed: a hint for safepoints, no data hangs off it. */
-    ft_atomic_fetch_sub_relaxed(&gp_waiting, 1);
     /* relaxed: the CAS re-validates. */
     uint64_t done = ft_atomic_load_relaxed(&gp_done);
     /* release: pairs with the acquire in fti_delayed_poll; a block freed

@@ -80,7 +80,5 @@ FT_INTERNAL void fti_delayed_retire_stats(fti_object_tstate *ts);
 /* Waits for a grace period and frees everything the thread holds. */
 FT_INTERNAL void fti_delayed_flush(fti_object_tstate *ts);
 FT_INTERNAL void fti_delayed_set_budget(size_t bytes, size_t count);
-/* True while one of this layer's forced grace periods waits. */
-FT_INTERNAL bool fti_delayed_grace_period_waiting(void);
 
 #endif /* FT_OBJECT_PRIV_H */

@@ -6,7 +6,8 @@
  * blocking region, a lock park and a stop-the-world park are "offline"; the
  * safepoint slow path with FT_PENDING_QSBR is rcu_quiescent_state().
  * fti_qsbr_synchronize asks every attached thread for a quiescent state
- * (FT_PENDING_QSBR, so spinning threads reach their slow path) and waits in
+ * (FT_PENDING_QSBR, so spinning threads reach their slow path; they keep
+ * re-arming it while a synchronize is in progress) and waits in
  * synchronize_rcu() while the caller itself is detached: it neither holds
  * up a stop-the-world nor (GIL mode) keeps the GIL others need to reach a
  * safepoint. Its critical sections stay locked: a writer may force a grace
@@ -32,6 +33,8 @@
  * and the list is urcu's cds_list, protected by urcu's registry lock that no
  * thread holds here since qsbr_lock excluded every register/unregister). */
 #include "thread_int.h"
+
+#include "ft_atomic.h"
 
 #include <urcu-qsbr.h>
 #include <urcu/list.h>
@@ -90,10 +93,23 @@ void fti_qsbr_offline(void)
     rcu_thread_offline();
 }
 
+/* fti_qsbr_synchronize calls in progress (any thread, atomic). While one is,
+ * a thread that reports a quiescent state at its safepoint asks itself for
+ * another: a report made between the request and the start of urcu's grace
+ * period does not count for that grace period, and a thread that never
+ * blocks would otherwise never make one that does. */
+static _Atomic uint32_t qsbr_sync_waiting;
+
 void fti_qsbr_quiescent(void)
 {
     annotate_quiescent();
     rcu_quiescent_state();
+    /* acquire: pairs with the release increment in fti_qsbr_synchronize,
+     * which precedes the request this safepoint answers, so the answer to
+     * that request always re-arms while the grace period may still wait. */
+    if (ft_atomic_load_acquire(&qsbr_sync_waiting) != 0)
+        /* relaxed: our own pending word; only this thread acts on the bit. */
+        ft_atomic_fetch_or_relaxed(&ft_tls_head.pending, FT_PENDING_QSBR);
 }
 
 void fti_qsbr_synchronize(void)
@@ -101,6 +117,8 @@ void fti_qsbr_synchronize(void)
     fti_tstate *ts = fti_tstate_current();
     bool attached = ts != NULL && ts->blocking_depth == 0;
 
+    /* release: see fti_qsbr_quiescent. */
+    ft_atomic_fetch_add_release(&qsbr_sync_waiting, 1);
     fti_thread_request_all(FT_PENDING_QSBR);
     if (attached) {
         ts->blocking_depth++;
@@ -110,6 +128,8 @@ void fti_qsbr_synchronize(void)
     synchronize_rcu();
     pthread_mutex_unlock(&qsbr_lock);
     annotate_grace_period_end();
+    /* relaxed: only stops the re-arming; no data hangs off it. */
+    ft_atomic_fetch_sub_relaxed(&qsbr_sync_waiting, 1);
     if (attached) {
         fti_thread_enter(ts, 0);
         ts->blocking_depth--;
