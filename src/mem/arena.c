@@ -24,6 +24,7 @@
 
 fti_mem_counters fti_mem_ctr;
 _Atomic(_Atomic uintptr_t *) fti_arena_map[FTI_TOP_SIZE];
+_Atomic uint64_t fti_arena_bits[FTI_ARENA_BIT_WORDS];
 
 static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -207,7 +208,11 @@ static fti_arena *arena_new(void)
     a->empty = 1;
     /* release: pairs with the acquire in map_slot; the header is written
      * before the granule is known to be ours. */
-    ft_atomic_store_release(slot, (uintptr_t)a | FTI_MAP_ARENA);
+    ft_atomic_store_release(slot, (uintptr_t)a);
+    /* relaxed: the arena lock orders writers; fast-path readers test the bit
+     * only for blocks published to them after this (see fti_granule_is_arena). */
+    uintptr_t g = (uintptr_t)a >> FTI_ARENA_SHIFT;
+    ft_atomic_fetch_or_relaxed(&fti_arena_bits[g >> 6], (uint64_t)1 << (g & 63));
     /* relaxed: statistics. */
     ft_atomic_fetch_add_relaxed(&fti_mem_ctr.arenas, 1);
     ft_atomic_fetch_add_relaxed(&fti_mem_ctr.arenas_empty, 1);
@@ -230,6 +235,9 @@ static void arena_release(fti_arena *a)
     /* relaxed: no block of this arena is live, only a foreign or stale
      * pointer could still look it up. */
     ft_atomic_store_relaxed(slot, 0);
+    /* relaxed: as the map entry above; cleared before the arena is unmapped. */
+    uintptr_t g = (uintptr_t)a >> FTI_ARENA_SHIFT;
+    ft_atomic_fetch_and_relaxed(&fti_arena_bits[g >> 6], ~((uint64_t)1 << (g & 63)));
     /* relaxed: statistics. */
     ft_atomic_fetch_sub_relaxed(&fti_mem_ctr.arenas, 1);
     if (a->empty)
@@ -391,7 +399,7 @@ static bool large_map_granules(uintptr_t base, size_t size, int delta)
         FT_ASSERT(e == 0 || fti_map_is_large(e));
         uintptr_t count = e >> 1;
         count = delta > 0 ? count + 1 : count - 1;
-        ft_atomic_store_release(slot, count << 1); /* pairs with map_slot's acquire */
+        ft_atomic_store_release(slot, fti_map_large_entry(count)); /* pairs with map_slot's acquire */
     }
     return true;
 }

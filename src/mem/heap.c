@@ -564,15 +564,45 @@ static FT_NOINLINE void *alloc_traced(fti_kind kind, size_t size, void *caller)
     return p;
 }
 
+/* Everything mem_alloc's one test sends away: tracing, sizes above the small
+ * classes, n == 0, no heap yet, an exhausted page. The commonest case in
+ * churn, a current page whose free list ran out while its owner freed blocks
+ * onto local_free, is served here without fti_alloc_slow: the swap is the
+ * first thing heap_find_page would do, since the current page is the head
+ * of its avail queue. */
+static FT_NOINLINE void *alloc_not_fast(fti_kind kind, size_t n, void *caller)
+{
+    /* relaxed: tracing starts "from about now" (trace.c). */
+    if (ft_atomic_load_relaxed(&fti_trace_on))
+        return alloc_traced(kind, n, caller);
+    struct fti_heap *h = ft_tls_head.heap;
+    if (n - 1 < FTI_SMALL_MAX && h != NULL) {
+        fti_page *pg = h->pages[kind][(n - 1) >> 4];
+        if (pg->free == NULL && pg->local_free != NULL) {
+            pg->free = pg->local_free;
+            pg->local_free = NULL;
+            pg->touched = 1;
+            fti_block *b = pg->free;
+            pg->free = fti_block_next(pg, b);
+            b->next_enc = 0; /* a stale link would look like a double free */
+            /* relaxed: owner-only counter (stats read it). */
+            ft_atomic_store_relaxed(&pg->used, ft_atomic_load_relaxed(&pg->used) + 1);
+            return b;
+        }
+    }
+    return fti_alloc_slow(kind, n);
+}
+
 /* Same-thread allocation: a class from the size, a pop from the current
- * page's free list, no atomic RMW. ft_malloc's fast path is 25 instructions
- * on x86-64 (release build, callgrind; docs/bench-mem.md). */
+ * page's free list, no atomic RMW. The tracing test is folded into the size
+ * test (fti_alloc_fast_limit is 0 while tracing), so tracing costs the fast
+ * path no branch of its own. ft_malloc's fast path is 23 instructions on
+ * x86-64 (release build, callgrind; docs/bench-mem.md). */
 static inline void *mem_alloc(fti_kind kind, size_t n, void *caller)
 {
-    /* relaxed: tracing starts "from about now"; one predictable branch. */
-    if (FT_UNLIKELY(ft_atomic_load_relaxed(&fti_trace_on)))
-        return alloc_traced(kind, n, caller);
-    if (FT_LIKELY(n - 1 < FTI_SMALL_MAX)) {
+    /* relaxed: pairs with nothing; trace.c zeroes the limit "from about
+     * now", and the slow path reads fti_trace_on itself. */
+    if (FT_LIKELY(n - 1 < ft_atomic_load_relaxed(&fti_alloc_fast_limit))) {
         struct fti_heap *h = ft_tls_head.heap;
         if (FT_LIKELY(h != NULL)) {
             fti_page *pg = h->pages[kind][(n - 1) >> 4];
@@ -586,7 +616,7 @@ static inline void *mem_alloc(fti_kind kind, size_t n, void *caller)
             }
         }
     }
-    return fti_alloc_slow(kind, n);
+    return alloc_not_fast(kind, n, caller);
 }
 
 /* The owner's free of b, after the link check found b's link slot looking
@@ -604,21 +634,20 @@ static FT_NOINLINE void free_local_checked(fti_page *pg, fti_block *b, const cha
         free_local_slow(pg);
 }
 
-/* Same-thread free: the arena map says the pointer is ours, the page says we
- * own it, a push onto local_free. Every slow case is a tail call, so the
- * fast path needs no saved registers: 50 instructions for ft_free on x86-64
- * (release build, callgrind; docs/bench-mem.md). */
-static inline void mem_free_untraced(void *p, const char *call)
+/* Same-thread free of p, whose map index idx (p >> FTI_ARENA_SHIFT) the
+ * caller checked to lie in [1, FTI_MAP_GRANULES): the arena bitmap says the
+ * pointer is ours, the page says we own it, a push onto local_free. Every
+ * slow case is a tail call, so the fast path needs no saved registers. */
+static inline void mem_free_in_map(void *p, uintptr_t idx, const char *call)
 {
-    /* The arena is computed from p, not from the map entry, so the page
-     * descriptor's address does not wait for the map loads; it is used only
-     * once the map confirmed that granule is that arena. */
-    fti_arena *arena = (fti_arena *)((uintptr_t)p & ~FTI_ARENA_MASK);
-    uintptr_t e = fti_map_entry((uintptr_t)p);
-    if (FT_UNLIKELY(e != ((uintptr_t)arena | FTI_MAP_ARENA))) {
+    /* The arena bitmap (one load) says whether p's granule is an arena; if
+     * so the arena is p masked. Large blocks and foreign pointers read 0 and
+     * go to fti_free_slow, which asks the map. */
+    if (FT_UNLIKELY(!fti_granule_is_arena(idx))) {
         fti_free_slow(p, call);
         return;
     }
+    fti_arena *arena = (fti_arena *)((uintptr_t)p & ~FTI_ARENA_MASK);
     fti_page *pg = fti_page_of(arena, (uintptr_t)p);
     fti_block *b = p;
     /* relaxed: equal only if this thread stored its own heap there. */
@@ -643,20 +672,53 @@ static inline void mem_free_untraced(void *p, const char *call)
         free_local_slow(pg);
 }
 
+/* mem_free_in_map after the bound test with a constant bound: granule 0
+ * (no arena can live there) and addresses above the map go to fti_free_slow,
+ * which aborts on them. */
+static void mem_free_bounded(void *p, const char *call)
+{
+    uintptr_t idx = (uintptr_t)p >> FTI_ARENA_SHIFT;
+    if (idx - 1 >= FTI_MAP_GRANULES - 1) {
+        fti_free_slow(p, call);
+        return;
+    }
+    mem_free_in_map(p, idx, call);
+}
+
 static FT_NOINLINE void free_traced(void *p, const char *call)
 {
     fti_trace_free(p);
-    mem_free_untraced(p, call);
+    mem_free_bounded(p, call);
 }
 
-static inline void mem_free(void *p, const char *call)
+/* Everything mem_free's bound test sends away: NULL (ft_free ignores it),
+ * tracing, granule 0 or an address above the map (not ours). */
+static FT_NOINLINE void free_not_fast(void *p, const char *call)
 {
-    /* relaxed: as in mem_alloc. */
-    if (FT_UNLIKELY(ft_atomic_load_relaxed(&fti_trace_on))) {
+    if (p == NULL)
+        return;
+    /* relaxed: as in alloc_not_fast. */
+    if (ft_atomic_load_relaxed(&fti_trace_on)) {
         free_traced(p, call);
         return;
     }
-    mem_free_untraced(p, call);
+    mem_free_bounded(p, call);
+}
+
+/* Free: one bound test on the map index rejects NULL and granule 0 (idx - 1
+ * wraps), addresses above the map, and, since fti_free_fast_limit is 0 while
+ * tracing, doubles as the tracing test. ft_free's fast path is 42
+ * instructions on x86-64 (release build, callgrind; docs/bench-mem.md).
+ * Callers other than ft_free never pass NULL. */
+static inline void mem_free(void *p, const char *call)
+{
+    uintptr_t idx = (uintptr_t)p >> FTI_ARENA_SHIFT;
+    /* relaxed: as in mem_alloc. */
+    if (FT_UNLIKELY(idx - 1 >= ft_atomic_load_relaxed(&fti_free_fast_limit))) {
+        free_not_fast(p, call);
+        return;
+    }
+    mem_free_in_map(p, idx, call);
 }
 
 void *fti_mem_alloc(fti_kind kind, size_t size)
@@ -677,8 +739,7 @@ void *ft_malloc(size_t n)
 
 void ft_free(void *p)
 {
-    if (FT_LIKELY(p != NULL))
-        mem_free(p, "ft_free");
+    mem_free(p, "ft_free"); /* NULL takes the slow path, which ignores it */
 }
 
 void *ft_calloc(size_t count, size_t size)

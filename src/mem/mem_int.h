@@ -8,7 +8,11 @@
  *
  * A global two-level map, keyed by address >> FTI_ARENA_SHIFT, says which
  * arena-sized granules are ours, so ft_free can reject a foreign pointer
- * without touching memory that may not be mapped.
+ * without touching memory that may not be mapped. A flat bitmap beside it
+ * (one bit per granule, set exactly while the granule is an arena, so
+ * bit == (map entry is an arena)) answers the free fast path's question in
+ * one load; large blocks and foreign pointers read 0 and take the slow path,
+ * which consults the map.
  *
  * Page invariants (owner = the heap in page->heap, or whoever holds the
  * abandoned-pages lock for an abandoned page):
@@ -50,6 +54,7 @@
 #define FTI_TOP_BITS    (FTI_MAP_BITS - FTI_LEAF_BITS)
 #define FTI_LEAF_SIZE   ((size_t)1 << FTI_LEAF_BITS)
 #define FTI_TOP_SIZE    ((size_t)1 << FTI_TOP_BITS)
+#define FTI_MAP_GRANULES ((uintptr_t)1 << FTI_MAP_BITS) /* arena-sized granules the map covers */
 
 /* A block on a free list: the link lives at offset 8 (bytes 0..7 belong to
  * the object layer), stored xor-ed with the page's key so that stray data in
@@ -181,10 +186,13 @@ static inline size_t fti_class_size(unsigned cls)
 
 FT_INTERNAL extern _Atomic(_Atomic uintptr_t *) fti_arena_map[FTI_TOP_SIZE];
 
-/* Map entry of an address: 0 (not ours), an arena pointer | 1, or
- * count << 1 for a granule holding count large mappings. relaxed: a
- * valid pointer was published to this thread together with its block (the
- * handoff synchronises); for a foreign pointer any value read is safe. */
+/* Map entry of an address: 0 (not ours), the arena pointer itself (arenas
+ * are aligned to their size, so its low bit is clear and the free fast path
+ * compares the entry with the masked address in one instruction), or
+ * (count << 1) | FTI_MAP_LARGE for a granule holding count > 0 large
+ * mappings. relaxed: a valid pointer was published to this thread together
+ * with its block (the handoff synchronises); for a foreign pointer any value
+ * read is safe. */
 static inline uintptr_t fti_map_entry(uintptr_t addr)
 {
     uintptr_t idx = addr >> FTI_ARENA_SHIFT;
@@ -196,21 +204,44 @@ static inline uintptr_t fti_map_entry(uintptr_t addr)
     return ft_atomic_load_relaxed(&leaf[idx & (FTI_LEAF_SIZE - 1)]);
 }
 
-#define FTI_MAP_ARENA ((uintptr_t)1)
+/* The arena bitmap: bit (g & 63) of word g >> 6 is set exactly while granule
+ * g holds an arena. 2^(48 - FTI_ARENA_SHIFT) bits (8 MiB of zero-filled bss
+ * with 4 MiB arenas; only words of granules ever used get touched). Set and
+ * cleared by arena.c under the arena lock with atomic RMW (relaxed); read by
+ * any thread (relaxed, as fti_map_entry). */
+#define FTI_ARENA_BIT_WORDS ((size_t)(FTI_MAP_GRANULES / 64))
+FT_INTERNAL extern _Atomic uint64_t fti_arena_bits[FTI_ARENA_BIT_WORDS];
+
+static inline bool fti_granule_is_arena(uintptr_t idx)
+{
+    /* relaxed: as in fti_map_entry. A valid pointer's bit was set before
+     * its block was handed out (the handoff synchronises); a foreign pointer
+     * reads 0 and goes to the map. A set bit can be stale only for an arena
+     * that was released with no live block, i.e. for a use after free. */
+    return ((ft_atomic_load_relaxed(&fti_arena_bits[idx >> 6]) >> (idx & 63)) & 1) != 0;
+}
+
+#define FTI_MAP_LARGE ((uintptr_t)1)
 
 static inline bool fti_map_is_arena(uintptr_t e)
 {
-    return (e & FTI_MAP_ARENA) != 0;
+    return e != 0 && (e & FTI_MAP_LARGE) == 0;
 }
 
 static inline bool fti_map_is_large(uintptr_t e)
 {
-    return e != 0 && (e & FTI_MAP_ARENA) == 0;
+    return (e & FTI_MAP_LARGE) != 0;
 }
 
 static inline fti_arena *fti_map_arena(uintptr_t e)
 {
-    return (fti_arena *)(e - FTI_MAP_ARENA);
+    return (fti_arena *)e;
+}
+
+/* Map entry of a granule holding count large mappings. */
+static inline uintptr_t fti_map_large_entry(uintptr_t count)
+{
+    return count != 0 ? (count << 1) | FTI_MAP_LARGE : 0;
 }
 
 static inline fti_page *fti_page_of(fti_arena *arena, uintptr_t addr)
@@ -285,6 +316,12 @@ FT_INTERNAL void fti_heap_stats(size_t *live_heaps, size_t *abandoned_pages);
 /* ---- trace.c ------------------------------------------------------------ */
 
 FT_INTERNAL extern _Atomic int fti_trace_on;
+/* The fast paths' bounds, which double as the tracing test: FTI_SMALL_MAX and
+ * FTI_MAP_GRANULES - 1 while tracing is off, 0 while it is on (so that every
+ * call takes the path that reads fti_trace_on). Written by trace.c under its lock
+ * (relaxed); read by every allocation and free (relaxed). */
+FT_INTERNAL extern _Atomic size_t fti_alloc_fast_limit;
+FT_INTERNAL extern _Atomic uintptr_t fti_free_fast_limit;
 FT_INTERNAL void fti_trace_fork_prepare(void);
 FT_INTERNAL void fti_trace_fork_release(void);
 FT_INTERNAL void fti_trace_alloc(void *p, size_t size, void *caller);

@@ -4,8 +4,10 @@
  * trace (its requested size and its allocation site) until it is freed, and
  * each site's bytes/count are the sums over its live traces; current traced
  * bytes is the sum over all traces and peak its maximum since the start.
- * Everything is under trace_lock; the allocation paths only test fti_trace_on
- * (one relaxed load and a predictable branch) when tracing is off. Tables are
+ * Everything is under trace_lock. While tracing is off the allocation paths
+ * pay no branch of their own for it: the fast paths' bound tests
+ * (fti_alloc_fast_limit, fti_free_fast_limit) are closed while tracing, and
+ * only the slow paths read fti_trace_on. Tables are
  * libc memory, so tracing never recurses into ftrt. */
 #include "mem/mem_int.h"
 
@@ -34,6 +36,8 @@ typedef struct trace_entry {
 } trace_entry;
 
 _Atomic int fti_trace_on;
+_Atomic size_t fti_alloc_fast_limit = FTI_SMALL_MAX;
+_Atomic uintptr_t fti_free_fast_limit = FTI_MAP_GRANULES - 1;
 static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned trace_depth;            /* (trace_lock) */
 static trace_site **sites;              /* SITE_BUCKETS chains, NULL when off (trace_lock) */
@@ -94,6 +98,10 @@ int ft_trace_start(unsigned depth)
     /* relaxed: tables are guarded by trace_lock, the flag only routes
      * allocations to the traced path. */
     ft_atomic_store_relaxed(&fti_trace_on, 1);
+    /* relaxed: as above; closing the fast paths sends every call to the
+     * slow paths, which read fti_trace_on. */
+    ft_atomic_store_relaxed(&fti_alloc_fast_limit, 0);
+    ft_atomic_store_relaxed(&fti_free_fast_limit, 0);
     pthread_mutex_unlock(&trace_lock);
     return 0;
 }
@@ -102,6 +110,8 @@ void ft_trace_stop(void)
 {
     pthread_mutex_lock(&trace_lock);
     ft_atomic_store_relaxed(&fti_trace_on, 0); /* relaxed: as in ft_trace_start */
+    ft_atomic_store_relaxed(&fti_alloc_fast_limit, FTI_SMALL_MAX); /* relaxed: as in ft_trace_start */
+    ft_atomic_store_relaxed(&fti_free_fast_limit, FTI_MAP_GRANULES - 1); /* relaxed: as in ft_trace_start */
     tables_free();
     traced_current = traced_peak = 0;
     pthread_mutex_unlock(&trace_lock);
