@@ -416,10 +416,11 @@ static int check_resurrection(void)
  * is estimated: the young objects still alive at this stop, per allocation
  * reported since the last one, is the survival ratio; the next collection
  * waits for threshold0 / ratio allocations (at most FTI_GC_TRIGGER_MAX_SCALE
- * times threshold0), i.e. for about threshold0 net young objects. Programs
+ * times threshold0 per thread that allocated during the interval just
+ * measured), i.e. for about threshold0 net young objects. Programs
  * that create garbage cycles keep a high ratio and collect often; programs
  * whose objects die by refcounting stop paying a pause per 700 allocations. */
-static void update_young_trigger(uint64_t allocations, size_t young_alive)
+static void update_young_trigger(uint64_t allocations, size_t young_alive, uint32_t allocating_threads)
 {
     /* relaxed: a tuning value read once. */
     uint64_t t0 = ft_atomic_load_relaxed(&fti_gc.threshold[0]);
@@ -427,10 +428,14 @@ static void update_young_trigger(uint64_t allocations, size_t young_alive)
 
     if (allocations > young_alive && t0 != 0) {
         uint64_t alive = young_alive ? young_alive : 1;
+        /* The cap is per allocating thread (FTI_GC_TRIGGER_MAX_SCALE): with
+         * n threads churning, a pause (which stops all n) still comes once
+         * per 64 * threshold0 allocations of each, as with one thread. */
+        uint64_t cap = t0 * FTI_GC_TRIGGER_MAX_SCALE * (allocating_threads ? allocating_threads : 1);
 
         trigger = t0 * allocations / alive;
-        if (trigger > t0 * FTI_GC_TRIGGER_MAX_SCALE)
-            trigger = t0 * FTI_GC_TRIGGER_MAX_SCALE;
+        if (trigger > cap)
+            trigger = cap;
         if (trigger < t0)
             trigger = t0;
     }
@@ -452,6 +457,7 @@ intptr_t fti_gc_collect_owned(int gen)
     size_t n_unreachable = 0, n_survivors = 0;
     bool finalized = false;
     uint64_t allocations;
+    uint32_t allocating_threads;
     intptr_t collected = 0, uncollectable_n = 0;
 
     run_callbacks(FT_GC_PHASE_START, &info);
@@ -533,6 +539,11 @@ intptr_t fti_gc_collect_owned(int gen)
     allocations = ft_atomic_load_relaxed(&fti_gc.young_count);
     /* relaxed: world stopped; the hook's adds that follow count afresh. */
     ft_atomic_store_relaxed(&fti_gc.young_count, 0);
+    /* relaxed: world stopped (see fti_gc_state): a new epoch, in which
+     * every thread counts itself again at its first batch. */
+    allocating_threads = ft_atomic_load_relaxed(&fti_gc.allocating_threads);
+    ft_atomic_store_relaxed(&fti_gc.allocating_threads, 0);
+    ft_atomic_fetch_add_relaxed(&fti_gc.alloc_epoch, 1);
     ft_start_the_world();
     t_stop = fti_gc_now_ns();
     pause_ns = t_stop - t_start;
@@ -556,7 +567,7 @@ intptr_t fti_gc_collect_owned(int gen)
         ft_atomic_store_relaxed(&fti_gc.young_since_full, 0);
         ft_atomic_fetch_add_relaxed(&fti_gc.full_count, 1);
     }
-    update_young_trigger(allocations, scratch.young_seen);
+    update_young_trigger(allocations, scratch.young_seen, allocating_threads);
 
     fti_weakref_run_pending();
 

@@ -79,7 +79,10 @@ FT_INTERNAL void fti_gc_par_fini(void);
 FT_INTERNAL intptr_t fti_gc_collect_owned(int gen);
 
 /* Most the measured survival ratio may raise the young trigger, as a
- * multiple of threshold0. */
+ * multiple of threshold0 per thread that allocated during the last interval
+ * (a pause stops every thread, so the cap is per allocating thread: each
+ * thread pays one pause per at most this many times threshold0 of its own
+ * allocations, however many threads there are). */
 #define FTI_GC_TRIGGER_MAX_SCALE 64
 
 /* Frees the collector's scratch buffers (fini). */
@@ -105,6 +108,14 @@ typedef struct fti_gc_state {
      * the allocations-per-surviving-young-object ratio the last collection
      * measured (collector writes, hook reads; relaxed). See docs/gc.md. */
     _Atomic uint64_t young_trigger;
+    /* Threads that reported at least one allocation batch since the last
+     * collection (hook adds 1 the first time per epoch; the collector reads
+     * and resets it with the world stopped), and the collection epoch those
+     * reports belong to (collector increments it with the world stopped;
+     * hook reads; relaxed: the stop/start protocol orders both with every
+     * hook, which never runs while the world is stopped). */
+    _Atomic uint32_t allocating_threads;
+    _Atomic uint64_t alloc_epoch;
     _Atomic uint32_t young_since_full; /* young collections since the last full one (collector) */
     _Atomic uint32_t full_count;       /* full collections (collector) */
     /* Old objects counted by the last full collection, and objects promoted

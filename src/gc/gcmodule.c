@@ -8,6 +8,14 @@
  * collect at its next safepoint (FT_PENDING_GC), where no lock or half-built
  * object is on its stack. So the trigger is global (allocations of all threads
  * together) at the cost of one atomic add per batch, never per allocation.
+ * The first batch a thread reports after a collection also counts it in
+ * allocating_threads (one more relaxed add per thread per collection), which
+ * scales the trigger's cap (update_young_trigger in collect.c).
+ *
+ * A request is a hint: the safepoint re-checks that young_count still
+ * reaches the trigger, so that a thread whose request was overtaken by
+ * another thread's collection (which reset the count) does not run a second,
+ * redundant collection right after it.
  *
  * One collection at a time: gc_state.collecting holds the collector's thread
  * index. An automatic collection that finds another one running is skipped; an
@@ -116,16 +124,36 @@ static int auto_generation(void)
     return 2;
 }
 
+/* Is an automatic collection still due? A request made before another
+ * thread's collection reset young_count is stale. */
+static bool young_collection_due(void)
+{
+    /* relaxed: a tuning value read once. */
+    unsigned t0 = ft_atomic_load_relaxed(&fti_gc.threshold[0]);
+
+    /* relaxed: both are hints; a stale read costs at most one collection
+     * more or one batch later, never correctness. */
+    return t0 != 0
+           && ft_atomic_load_relaxed(&fti_gc.young_count) >= ft_atomic_load_relaxed(&fti_gc.young_trigger);
+}
+
 static void on_safepoint(ft_thread_head *self, uint32_t bits)
 {
     (void)self;
-    if ((bits & FT_PENDING_GC) == 0 || !ft_gc_is_enabled())
+    if ((bits & FT_PENDING_GC) == 0 || !ft_gc_is_enabled() || !young_collection_due())
         return;
     if (try_own() != 1)
         return;
-    fti_gc_collect_owned(auto_generation());
+    /* Re-checked as the owner: a collection that ended between the check
+     * above and try_own reset the count. */
+    if (young_collection_due())
+        fti_gc_collect_owned(auto_generation());
     disown();
 }
+
+/* The collection epoch this thread last counted itself in
+ * allocating_threads for (owner only). */
+static _Thread_local uint64_t counted_epoch;
 
 static void on_alloc_threshold(void)
 {
@@ -133,8 +161,18 @@ static void on_alloc_threshold(void)
     /* relaxed: the threshold is a tuning value read once. */
     unsigned t0 = ft_atomic_load_relaxed(&fti_gc.threshold[0]);
     uint64_t total;
+    uint64_t epoch;
 
     ft_tls_head.gc_alloc_count = 0;
+    /* relaxed: the collector changes it only with the world stopped, and
+     * the stop/start protocol orders that with this (running) hook. */
+    epoch = ft_atomic_load_relaxed(&fti_gc.alloc_epoch);
+    if (counted_epoch != epoch) {
+        counted_epoch = epoch;
+        /* relaxed: a count read by the collector with the world stopped
+         * (ordered by the stop protocol, as alloc_epoch above). */
+        ft_atomic_fetch_add_relaxed(&fti_gc.allocating_threads, 1);
+    }
     /* relaxed: a statistic; the decision below tolerates a stale sum. */
     total = ft_atomic_fetch_add_relaxed(&fti_gc.young_count, batch) + batch;
     /* relaxed: a tuning value (see update_young_trigger in collect.c). */
@@ -518,6 +556,10 @@ int fti_gc_init(const ft_config *cfg)
     /* relaxed: init runs before any thread attaches. */
     ft_atomic_store_relaxed(&fti_gc.collecting, 0);
     ft_atomic_store_relaxed(&fti_gc.young_count, 0);
+    ft_atomic_store_relaxed(&fti_gc.allocating_threads, 0);
+    /* Not reset: a thread's counted_epoch from a previous ft_init must not
+     * match it again (it only grows). */
+    ft_atomic_fetch_add_relaxed(&fti_gc.alloc_epoch, 1);
     ft_atomic_store_relaxed(&fti_gc.young_since_full, 0);
     ft_atomic_store_relaxed(&fti_gc.full_count, 0);
     fti_gc.long_lived_total = 0;

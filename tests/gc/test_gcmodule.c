@@ -335,6 +335,94 @@ static void test_leak_report(void **state)
     free(text);
 }
 
+/* The young trigger rule (docs/gc.md, "Automatic collection"): short-lived
+ * churn raises the trigger to at most FTI_GC_TRIGGER_MAX_SCALE x threshold0
+ * per allocating thread, and a garbage cycle created among such churn is
+ * still collected within that many allocations (plus the batch slack). */
+#define CHURN_CAP (700u * 64u)
+
+static void churn(unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        ft_decref(node_new());
+        ft_safepoint();
+    }
+}
+
+static void test_cycle_among_churn_collected(void **state)
+{
+    ft_gc_stats before, after;
+    unsigned a_id, b_id, allocs = 0;
+
+    (void)state;
+    ft_gc_set_threshold(700, 10, 10);
+    ft_gc_enable();
+    churn(3 * CHURN_CAP); /* the trigger reaches its cap */
+    {
+        node *a = node_new(), *b = node_new();
+
+        a_id = a->id;
+        b_id = b->id;
+        assert_true(b_id < MAX_IDS);
+        node_set(a, 0, b);
+        node_set(b, 0, a);
+        ft_decref(a);
+        ft_decref(b);
+    }
+    ft_gc_get_stats(0, &before);
+    while ((atomic_load(&node_alive[a_id]) || atomic_load(&node_alive[b_id])) && allocs < 4 * CHURN_CAP) {
+        churn(100);
+        allocs += 100;
+    }
+    ft_gc_get_stats(0, &after);
+    /* Collected by the first automatic collection: within the cap plus one
+     * threshold0 of slack (batches, the trigger measured before). */
+    assert_false(atomic_load(&node_alive[a_id]));
+    assert_false(atomic_load(&node_alive[b_id]));
+    assert_true(allocs <= CHURN_CAP + 700);
+    assert_true(after.collections - before.collections <= 2);
+    ft_gc_disable();
+}
+
+typedef struct churn_arg {
+    unsigned n;
+} churn_arg;
+
+static void *churn_main(void *p)
+{
+    churn(((churn_arg *)p)->n);
+    return NULL;
+}
+
+/* Two threads churning: one collection per allocating thread's cap at most
+ * (a request overtaken by the other thread's collection is dropped, and the
+ * cap scales with the threads that allocate), so collections per allocation
+ * are no more than with one thread. */
+static void test_two_thread_churn_collections(void **state)
+{
+    pthread_t threads[2];
+    churn_arg arg = { .n = 4 * CHURN_CAP };
+    ft_gc_stats before, after, full_before, full_after;
+    uint64_t n;
+
+    (void)state;
+    ft_gc_set_threshold(700, 10, 10);
+    ft_gc_enable();
+    ft_gc_get_stats(0, &before);
+    ft_gc_get_stats(2, &full_before);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(ft_thread_start(&threads[i], churn_main, &arg), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(ft_thread_join(threads[i], NULL), 0);
+    ft_gc_get_stats(0, &after);
+    ft_gc_get_stats(2, &full_after);
+    n = (after.collections - before.collections) + (full_after.collections - full_before.collections);
+    /* 8 caps of allocations in all; the first interval may still run at
+     * the threshold of the previous test's last measurement. */
+    assert_true(n <= 8 + 3);
+    ft_gc_disable();
+}
+
 /* A second ft_init registers the collector's hooks again. */
 static void test_reinit_keeps_auto_collection(void **state)
 {
@@ -379,6 +467,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_most_common_types, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dot_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leak_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cycle_among_churn_collected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_thread_churn_collections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reinit_keeps_auto_collection, setup, teardown),
     };
 
