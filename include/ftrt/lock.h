@@ -4,11 +4,17 @@
  * lot (futex). An attached thread that parks detaches while it waits, so it
  * never delays a stop-the-world. Critical sections lock an object's ob_mutex
  * and are suspended when the thread blocks (PEP 703), so two threads holding
- * each other's objects cannot deadlock through them. */
+ * each other's objects cannot deadlock through them.
+ *
+ * ft_critical_section_begin/end are inline fast paths for the uncontended
+ * one-object section (push + one CAS; one CAS + pop); re-entry, contention,
+ * suspended sections and two-object sections go to out-of-line _slow
+ * functions in src/lock/critical_section.c that keep the PEP 703 semantics. */
 #ifndef FTRT_LOCK_H
 #define FTRT_LOCK_H
 
 #include "ftrt/common.h"
+#include "ftrt/thread.h"
 
 #include <stdatomic.h>
 
@@ -54,12 +60,67 @@ typedef struct ft_critical_section {
     bool suspended;                   /* unlocked while the thread blocks */
 } ft_critical_section;
 
-/* Locks obj's mutex as the thread's innermost critical section. */
-FT_API void ft_critical_section_begin(ft_critical_section *cs, void *obj);
+/* Byte offset of ob_mutex in ft_object (checked against ftrt/object.h by a
+ * static assertion in critical_section.c); the lock layer sits below the
+ * object layer and cannot include its header. */
+#define FT_OBJECT_MUTEX_OFFSET 4
+
+/* Out-of-line parts of ft_critical_section_begin/end (not for direct use). */
+FT_API FT_NOINLINE void ft_critical_section_begin_slow(ft_critical_section *cs, void *obj);
+FT_API FT_NOINLINE void ft_critical_section_end_slow(ft_critical_section *cs);
+FT_API FT_NOINLINE void ft_critical_section_resume_slow(void);
+
+/* Locks obj's mutex as the thread's innermost critical section. Re-entering
+ * the object the innermost section holds locks nothing. Fast path (an
+ * unlocked mutex): the push and one CAS, 13 instructions with callgrind
+ * (release build, x86-64). */
+static inline void ft_critical_section_begin(ft_critical_section *cs, void *obj)
+{
+    ft_mutex *m;
+    uint8_t expected = 0;
+
+    if (FT_UNLIKELY(obj == NULL)) {
+        ft_critical_section_begin_slow(cs, obj); /* reports the misuse */
+        return;
+    }
+    m = (ft_mutex *)(void *)((char *)obj + FT_OBJECT_MUTEX_OFFSET);
+    /* Pushed before the lock with no mutex recorded (see critical_section.c). */
+    cs->prev = ft_tls_head.critical_section;
+    cs->m1 = NULL;
+    cs->m2 = NULL;
+    cs->suspended = false;
+    ft_tls_head.critical_section = cs;
+    /* acquire: pairs with the release in ft_mutex_unlock / the unlock slow
+     * path; the previous holder's writes are visible inside the section. A
+     * failed CAS writes nothing, so a mutex this thread already holds (re-entry)
+     * is left as it is and the slow path recognises it. */
+    if (FT_LIKELY(atomic_compare_exchange_strong_explicit(&m->bits, &expected, FT_MUTEX_LOCKED,
+                                                          memory_order_acquire, memory_order_relaxed)))
+        cs->m1 = m;
+    else
+        ft_critical_section_begin_slow(cs, obj);
+}
+
 /* Locks two objects' mutexes in address order (one mutex if a == b). */
 FT_API void ft_critical_section_begin2(ft_critical_section *cs, void *a, void *b);
-/* Ends the innermost section, resuming the enclosing one if it was suspended. */
-FT_API void ft_critical_section_end(ft_critical_section *cs);
+
+/* Ends the innermost section, resuming the enclosing one if it was suspended.
+ * Fast path (a one-mutex section, not suspended, nobody parked): one CAS and
+ * the pop, 16 instructions with callgrind (release build, x86-64). */
+static inline void ft_critical_section_end(ft_critical_section *cs)
+{
+    ft_critical_section *prev = cs->prev;
+
+    if (FT_UNLIKELY(ft_tls_head.critical_section != cs || cs->suspended || cs->m2 != NULL ||
+                    cs->m1 == NULL)) {
+        ft_critical_section_end_slow(cs);
+        return;
+    }
+    ft_mutex_unlock(cs->m1);
+    ft_tls_head.critical_section = prev;
+    if (FT_UNLIKELY(prev != NULL && prev->suspended))
+        ft_critical_section_resume_slow();
+}
 
 #define FT_CRITICAL_SECTION_BEGIN(obj) \
     { \

@@ -241,7 +241,9 @@ static ssize_t keys_find_locked(dict_keys *k, const void *key, uint64_t hash, si
             /* relaxed: under the section. */
             ft_object *stored = ft_atomic_load_relaxed(&e[ix].key);
 
-            if (stored != NULL && fti_key_equal(stored, key))
+            /* identity first: the common case of a caller reusing the key
+             * object spares the out-of-line comparison. */
+            if (stored != NULL && (stored == key || fti_key_equal(stored, key)))
                 return (ssize_t)i;
         }
         perturb >>= 5;
@@ -293,21 +295,43 @@ static dict_keys *keys_rebuild(dict_keys *old, size_t need)
     return k;
 }
 
-/* Maps key (of a key type) to value, taking references to both. When
+/* Under the section, on a block that does not contain key: the first EMPTY
+ * slot of key's probe sequence (a rebuilt block has no DUMMY slots). */
+static size_t keys_free_slot_locked(dict_keys *k, uint64_t hash)
+{
+    size_t mask = ((size_t)1 << k->log2_size) - 1;
+    size_t i = (size_t)hash & mask;
+    uint64_t perturb = hash;
+
+    /* relaxed: under the section the index table is ours. */
+    while (ft_atomic_load_relaxed(&k->indices[i]) != IX_EMPTY) {
+        perturb >>= 5;
+        i = (i * 5 + (size_t)perturb + 1) & mask;
+    }
+    return i;
+}
+
+/* Maps key (of a key type) to value, taking a reference to value, and to key
+ * when it is inserted (an existing entry keeps the key object it has). When
  * old_out is not NULL the replaced value's reference (or NULL) is handed
- * there instead of released. */
+ * there instead of released.
+ *
+ * Work done once: the hash is computed before the section, one probe finds
+ * the entry or the insertion slot (after a resize, the slot in the new block
+ * is found by a probe for EMPTY, no key comparison), key and value are
+ * marked FT_OB_SHARED_READ only when not marked already (ft_set_shared_read
+ * tests before its atomic or), and the old value is released after the
+ * section. */
 static int dict_set_impl(fti_dict *d, void *key, void *value, ft_object **old_out)
 {
     ft_object *old_value = NULL;
     dict_keys *retired = NULL; /* replaced block, freed after the section */
-    bool drop_key = false;
     int rc = 0;
     uint64_t hash = fti_key_hash(key);
 
-    ft_incref(key);
     ft_incref(value);
-    /* Lookups read keys and values lock-free and ft_try_incref them. */
-    fti_mark_shared_read(key);
+    /* Lookups read values lock-free and ft_try_incref them: marked before
+     * the release store that publishes it. */
     fti_mark_shared_read(value);
     FT_CRITICAL_SECTION_BEGIN(d)
     /* relaxed: we hold the section, the only writer. */
@@ -322,7 +346,6 @@ static int dict_set_impl(fti_dict *d, void *key, void *value, ft_object **old_ou
         old_value = ft_atomic_load_relaxed(&e->value); /* relaxed: under the section */
         /* release: pairs with the acquire of the value in lookups. */
         ft_atomic_store_release(&e->value, (ft_object *)value);
-        drop_key = true; /* the dict keeps the key object it already has */
     } else {
         /* relaxed: under the section. */
         size_t used = ft_atomic_load_relaxed(&d->used);
@@ -338,13 +361,18 @@ static int dict_set_impl(fti_dict *d, void *key, void *value, ft_object **old_ou
                 ft_atomic_store_release(&d->keys, grown);
                 retired = k;
                 k = grown;
-                keys_find_locked(k, key, hash, &free_slot);
+                free_slot = keys_free_slot_locked(k, hash);
             }
         }
         if (rc == 0) {
             size_t n = ft_atomic_load_relaxed(&k->nentries); /* relaxed: under the section */
             dict_entry *e = &keys_entries(k)[n];
 
+            /* The dict's reference to key; an incref and a flag test cannot
+             * block, so they may run under the section. Lookups read keys
+             * lock-free and ft_try_incref them: marked before publication. */
+            ft_incref(key);
+            fti_mark_shared_read(key);
             e->hash = hash;
             /* relaxed (both): published by the release store of the index. */
             ft_atomic_store_relaxed(&e->key, (ft_object *)key);
@@ -363,12 +391,8 @@ static int dict_set_impl(fti_dict *d, void *key, void *value, ft_object **old_ou
      * section, so a forced grace period never runs under the dict's lock. */
     if (retired != NULL)
         fti_qsbr_free_delayed(retired, keys_bytes(retired->log2_size));
-    if (rc != 0) {
-        ft_decref(key);
+    if (rc != 0)
         ft_decref(value);
-    }
-    if (drop_key)
-        ft_decref(key);
     if (old_out != NULL)
         *old_out = old_value;
     else

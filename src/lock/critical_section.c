@@ -13,10 +13,20 @@
  * A section is pushed BEFORE its lock is taken, with no mutex recorded, so a
  * park during the lock (which suspends and then resumes the innermost
  * section) finds nothing to re-lock; the mutexes are recorded once held.
- * Re-entering the object the innermost section already holds locks nothing. */
+ * Re-entering the object the innermost section already holds locks nothing.
+ *
+ * The uncontended one-object begin/end are inline in ftrt/lock.h (push + one
+ * CAS; one CAS + pop). The inline begin tries the CAS before looking for
+ * re-entry: a CAS on a mutex this thread holds fails without writing, and
+ * the slow path below then finds it held by the enclosing section. */
 #include "lock.h"
 
 #include "ftrt/object.h"
+
+#include <stddef.h>
+
+_Static_assert(offsetof(ft_object, ob_mutex) == FT_OBJECT_MUTEX_OFFSET,
+               "FT_OBJECT_MUTEX_OFFSET in ftrt/lock.h must match ft_object.ob_mutex");
 
 static ft_mutex *mutex_of(void *obj, const char *call)
 {
@@ -39,13 +49,15 @@ static void push(ft_critical_section *cs)
     ft_tls_head.critical_section = cs;
 }
 
-void ft_critical_section_begin(ft_critical_section *cs, void *obj)
+/* The inline ft_critical_section_begin has pushed cs (no mutex recorded) and
+ * its CAS failed: either the enclosing section holds the mutex (re-entry:
+ * lock nothing), or another thread does (wait; a park suspends all sections,
+ * cs included, which records nothing yet). obj == NULL: not pushed, fatal. */
+void ft_critical_section_begin_slow(ft_critical_section *cs, void *obj)
 {
     ft_mutex *m = mutex_of(obj, "ft_critical_section_begin");
-    bool reentered = top_holds(ft_tls_head.critical_section, m);
 
-    push(cs);
-    if (reentered)
+    if (top_holds(cs->prev, m))
         return;
     ft_mutex_lock(m);
     cs->m1 = m;
@@ -60,7 +72,11 @@ void ft_critical_section_begin2(ft_critical_section *cs, void *a, void *b)
     ft_critical_section *top = ft_tls_head.critical_section;
 
     if (ma == mb) {
-        ft_critical_section_begin(cs, a);
+        push(cs);
+        if (!top_holds(cs->prev, ma)) {
+            ft_mutex_lock(ma);
+            cs->m1 = ma;
+        }
         return;
     }
     if (top_holds(top, lo) && top_holds(top, hi)) {
@@ -82,7 +98,10 @@ static void unlock_section(ft_critical_section *cs)
         ft_mutex_unlock(cs->m1);
 }
 
-void ft_critical_section_end(ft_critical_section *cs)
+/* Everything the inline ft_critical_section_end leaves out: misuse (cs not
+ * innermost), a suspended section, two mutexes, or a re-entered section that
+ * holds none. */
+void ft_critical_section_end_slow(ft_critical_section *cs)
 {
     FT_CHECK(ft_tls_head.critical_section == cs,
              "ft_critical_section_end: section %p is not the innermost one of this thread (ft_critical_section)",
@@ -92,6 +111,11 @@ void ft_critical_section_end(ft_critical_section *cs)
     ft_tls_head.critical_section = cs->prev;
     if (cs->prev != NULL && cs->prev->suspended)
         fti_critical_section_resume_top(&ft_tls_head);
+}
+
+void ft_critical_section_resume_slow(void)
+{
+    fti_critical_section_resume_top(&ft_tls_head);
 }
 
 void fti_critical_section_suspend_all(ft_thread_head *head)

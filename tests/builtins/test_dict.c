@@ -94,6 +94,51 @@ static void test_dict_api(void **state)
         ft_decref(objs[i]);
 }
 
+/* The write path's shortcuts: a replace with the identical key object takes
+ * no key reference; an insert that grows the block lands in the new block's
+ * probe sequence; stored keys and values are marked FT_OB_SHARED_READ. */
+static void test_dict_set_paths(void **state)
+{
+    enum { NKEYS = 200 };
+    void *keys[NKEYS];
+    void *d = ft_dict_new();
+    void *v1 = ft_str_from_cstr("one");
+    void *v2 = ft_str_from_cstr("two");
+
+    (void)state;
+    for (int i = 0; i < NKEYS; i++) {
+        keys[i] = ft_int_from_i64(5000000 + i);
+        assert_int_equal(ft_dict_set(d, keys[i], v1), 0);
+        assert_int_equal(ft_refcount(keys[i]), 2);
+        assert_true(atomic_load(&((ft_object *)keys[i])->ob_flags) & FT_OB_SHARED_READ);
+        /* every key so far is still found after each resize */
+        for (int j = 0; j <= i; j += 17) {
+            void *got = ft_dict_get(d, keys[j]);
+            assert_ptr_equal(got, v1);
+            ft_decref(got);
+        }
+    }
+    assert_true(atomic_load(&((ft_object *)v1)->ob_flags) & FT_OB_SHARED_READ);
+    assert_int_equal(ft_dict_len(d), NKEYS);
+    assert_int_equal(ft_refcount(v1), 1 + NKEYS);
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(ft_dict_set(d, keys[7], v2), 0);
+        assert_int_equal(ft_dict_set(d, keys[7], v1), 0);
+    }
+    assert_int_equal(ft_refcount(keys[7]), 2);
+    assert_int_equal(ft_refcount(v1), 1 + NKEYS);
+    assert_int_equal(ft_refcount(v2), 1);
+    assert_int_equal(ft_dict_len(d), NKEYS);
+    ft_decref(d);
+    for (int i = 0; i < NKEYS; i++) {
+        assert_int_equal(ft_refcount(keys[i]), 1);
+        ft_decref(keys[i]);
+    }
+    assert_int_equal(ft_refcount(v1), 1);
+    ft_decref(v1);
+    ft_decref(v2);
+}
+
 static void test_dict_order(void **state)
 {
     (void)state;
@@ -476,6 +521,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dict_api),
+        cmocka_unit_test(test_dict_set_paths),
         cmocka_unit_test(test_dict_order),
         cmocka_unit_test(test_dict_get_rooted),
         cmocka_unit_test(test_dict_bad_key),

@@ -75,6 +75,64 @@ static void test_end_not_innermost_aborts(void **state)
                                     "ft_critical_section_end: section"));
 }
 
+static void begin_null(void *arg)
+{
+    ft_critical_section a;
+
+    (void)arg;
+    ft_critical_section_begin(&a, NULL);
+}
+
+static void test_begin_null_aborts(void **state)
+{
+    (void)state;
+    assert_true(ft_test_aborts_with(begin_null, NULL, "ft_critical_section_begin: NULL object"));
+}
+
+/* The inline begin tries its CAS first: re-entering an object held by an
+ * enclosing two-object section must lock nothing (the CAS fails, the slow
+ * path finds the mutex held by the innermost section). */
+static void test_reentry_into_two_object_section(void **state)
+{
+    ft_critical_section a, b, c;
+
+    (void)state;
+    ft_critical_section_begin2(&a, &obj_x, &obj_y);
+    ft_critical_section_begin(&b, &obj_y);
+    ft_critical_section_begin(&c, &obj_x);
+    ft_critical_section_end(&c);
+    ft_critical_section_end(&b);
+    assert_true(ft_mutex_is_locked(mutex_of(&obj_x)));
+    assert_true(ft_mutex_is_locked(mutex_of(&obj_y)));
+    ft_critical_section_end(&a);
+    assert_false(ft_mutex_is_locked(mutex_of(&obj_x)));
+    assert_false(ft_mutex_is_locked(mutex_of(&obj_y)));
+    assert_null(ft_tls_head.critical_section);
+}
+
+/* A blocking region suspends both sections and resumes only the innermost;
+ * the inline end of the inner one re-locks the suspended outer one. */
+static void test_inline_end_resumes_outer(void **state)
+{
+    ft_critical_section outer, inner;
+
+    (void)state;
+    ft_critical_section_begin(&outer, &obj_x);
+    ft_critical_section_begin(&inner, &obj_y);
+    ft_blocking_begin();
+    assert_false(ft_mutex_is_locked(mutex_of(&obj_x)));
+    assert_false(ft_mutex_is_locked(mutex_of(&obj_y)));
+    ft_blocking_end();
+    assert_true(ft_mutex_is_locked(mutex_of(&obj_y)));
+    assert_false(ft_mutex_is_locked(mutex_of(&obj_x)));
+    ft_critical_section_end(&inner);
+    assert_false(ft_mutex_is_locked(mutex_of(&obj_y)));
+    assert_true(ft_mutex_is_locked(mutex_of(&obj_x)));
+    ft_critical_section_end(&outer);
+    assert_false(ft_mutex_is_locked(mutex_of(&obj_x)));
+    assert_null(ft_tls_head.critical_section);
+}
+
 /* Suspension while blocking: the section's lock is free during the
  * blocking region and held again after it. */
 static _Atomic int other_locked_x;
@@ -227,6 +285,9 @@ int main(void)
         cmocka_unit_test(test_nesting_and_reentry),
         cmocka_unit_test(test_two_object_form),
         cmocka_unit_test(test_end_not_innermost_aborts),
+        cmocka_unit_test(test_begin_null_aborts),
+        cmocka_unit_test(test_reentry_into_two_object_section),
+        cmocka_unit_test(test_inline_end_resumes_outer),
         cmocka_unit_test(test_suspended_while_blocking),
         cmocka_unit_test(test_no_deadlock_between_two_sections),
         cmocka_unit_test(test_two_object_writers),
