@@ -20,7 +20,7 @@
 #define FTI_ARENA_RETAIN 1u
 /* Free pages an arena keeps resident for quick reuse; beyond that the older
  * free pages are purged (MADV_DONTNEED) so that RSS follows the live set. */
-#define FTI_DIRTY_KEEP 24u
+#define FTI_DIRTY_KEEP 8u
 
 fti_mem_counters fti_mem_ctr;
 _Atomic(_Atomic uintptr_t *) fti_arena_map[FTI_TOP_SIZE];
