@@ -80,6 +80,10 @@ static int setup(void **state)
 
     (void)state;
     ft_config_default(&cfg);
+    /* Free-threaded whatever FTRT_GIL says: in GIL mode a thread that never
+     * polls starves every other thread of the GIL, so nobody could even ask
+     * for the stop (the same holds for C code that never releases CPython's GIL). */
+    cfg.mode = FT_MODE_FREE_THREADED;
     cfg.stw_timeout_ms = 50;
     return ft_init(&cfg);
 }
