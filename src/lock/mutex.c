@@ -33,6 +33,7 @@ typedef struct fti_mutex_waiter {
 
 bool ft_mutex_trylock(ft_mutex *m)
 {
+    /* relaxed: only a first guess for the CAS below, which re-validates. */
     uint8_t bits = ft_atomic_load_relaxed(&m->bits);
 
     while (!(bits & FT_MUTEX_LOCKED)) {
