@@ -152,4 +152,20 @@ static inline void gc_test_init(bool auto_gc)
     assert_int_equal(ft_init(&cfg), 0);
 }
 
+/* cmocka group fixtures: the runtime with automatic collection off, so that
+ * each test decides when to collect. */
+static inline int gc_group_setup(void **state)
+{
+    (void)state;
+    gc_test_init(false);
+    return 0;
+}
+
+static inline int gc_group_teardown(void **state)
+{
+    (void)state;
+    ft_fini();
+    return 0;
+}
+
 #endif /* GC_NODES_H */

@@ -499,20 +499,6 @@ static void test_concurrent_explicit_collections(void **state)
     assert_int_equal(atomic_load(&found), 2 * 2 * rounds);
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    gc_test_init(false);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,5 +518,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_explicit_collections, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, gc_group_setup, gc_group_teardown);
 }

@@ -171,20 +171,6 @@ static void test_with_automatic_collections(void **state)
     run(true);
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    gc_test_init(false);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,5 +178,5 @@ int main(void)
         cmocka_unit_test(test_with_automatic_collections),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, gc_group_setup, gc_group_teardown);
 }

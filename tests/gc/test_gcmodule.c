@@ -442,20 +442,6 @@ static void test_reinit_keeps_auto_collection(void **state)
     ft_gc_set_threshold(700, 10, 10);
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    gc_test_init(false);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,5 +458,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reinit_keeps_auto_collection, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, gc_group_setup, gc_group_teardown);
 }

@@ -191,20 +191,6 @@ static void test_young_graphs(void **state)
         run_graph(seed, 50 + (int)(seed % 500), 1);
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    gc_test_init(false);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,5 +200,5 @@ int main(void)
         cmocka_unit_test(test_large_graphs_worker_counts),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, gc_group_setup, gc_group_teardown);
 }

@@ -236,20 +236,6 @@ static void test_get_races_last_decref(void **state)
     assert_false(atomic_load(&r.broken));
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    gc_test_init(false);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,5 +248,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_races_last_decref, setup, teardown),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, gc_group_setup, gc_group_teardown);
 }
