@@ -21,8 +21,16 @@
  * fti_qsbr_synchronize acquires it after synchronize_rcu returns.
  *
  * fork: register, unregister and synchronize_rcu take urcu's internal
- * mutexes; they run under qsbr_lock, which fork's prepare takes, so the child
- * never inherits an urcu mutex held by a thread that does not exist there.
+ * mutexes, so the child must not inherit one held by a thread that does not
+ * exist there. Register and unregister run under qsbr_lock, which fork's
+ * prepare takes. synchronize_rcu does not: concurrent calls must reach urcu
+ * together, which batches them into one grace period (two threads forcing
+ * grace periods used to queue on that mutex). Instead each call counts
+ * itself in `sync_active` and the fork waits for the count to drain after
+ * raising `fork_pending`, which keeps new calls out (a seq_cst Dekker pair:
+ * a call either sees the fork pending and backs out, or is seen and waited
+ * for). The forking thread goes offline first: a synchronize in progress
+ * may be waiting for its quiescent state.
  * Every other thread is offline at fork (stopped or detached), so the
  * child's grace periods do not wait for them. But their reader records stay
  * linked in urcu's registry, and glibc hands their TLS blocks (where those
@@ -44,8 +52,11 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* Serialises urcu calls that take urcu's own locks (see fork above). */
+/* Serialises register/unregister with each other and with fork. */
 static pthread_mutex_t qsbr_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint32_t sync_active;  /* synchronize_rcu calls in progress (any thread, seq_cst) */
+static _Atomic uint32_t fork_pending; /* 1 while a fork waits for or holds the urcu state (seq_cst) */
+static bool fork_went_offline;        /* the forking thread's own (fork handlers run on one thread) */
 #if FT_CFG_TSAN
 /* The address TSan's happens-before annotations use. */
 static char qsbr_grace_token;
@@ -112,6 +123,15 @@ void fti_qsbr_quiescent(void)
         ft_atomic_fetch_or_relaxed(&ft_tls_head.pending, FT_PENDING_QSBR);
 }
 
+static void sync_done(void)
+{
+    /* seq_cst: the fork's wait loads the count after raising fork_pending;
+     * the wake-up below is keyed on the count's address. */
+    if (atomic_fetch_sub_explicit(&sync_active, 1, memory_order_seq_cst) == 1 &&
+        ft_atomic_load_seq_cst(&fork_pending) != 0)
+        fti_parking_lot_unpark_all(&sync_active);
+}
+
 void fti_qsbr_synchronize(void)
 {
     fti_tstate *ts = fti_tstate_current();
@@ -124,9 +144,18 @@ void fti_qsbr_synchronize(void)
         ts->blocking_depth++;
         fti_thread_leave(ts, 0);
     }
-    pthread_mutex_lock(&qsbr_lock);
+    for (;;) {
+        /* seq_cst (both): the Dekker pair with fti_qsbr_fork_prepare. */
+        atomic_fetch_add_explicit(&sync_active, 1, memory_order_seq_cst);
+        if (ft_atomic_load_seq_cst(&fork_pending) == 0)
+            break;
+        sync_done();
+        uint32_t pending = 1;
+        /* detach false: we are detached already (or never attached). */
+        fti_parking_lot_park(&fork_pending, &pending, sizeof pending, -1, NULL, false);
+    }
     synchronize_rcu();
-    pthread_mutex_unlock(&qsbr_lock);
+    sync_done();
     annotate_grace_period_end();
     /* relaxed: only stops the re-arming; no data hangs off it. */
     ft_atomic_fetch_sub_relaxed(&qsbr_sync_waiting, 1);
@@ -136,14 +165,36 @@ void fti_qsbr_synchronize(void)
     }
 }
 
-void fti_qsbr_fork_prepare(void)
+void fti_qsbr_fork_prepare(bool online)
 {
+    if (online)
+        fti_qsbr_offline();
+    fork_went_offline = online;
     pthread_mutex_lock(&qsbr_lock);
+    /* seq_cst (both): the Dekker pair with fti_qsbr_synchronize. */
+    ft_atomic_store_seq_cst(&fork_pending, 1);
+    for (;;) {
+        uint32_t active = ft_atomic_load_seq_cst(&sync_active);
+
+        if (active == 0)
+            break;
+        fti_parking_lot_park(&sync_active, &active, sizeof active, -1, NULL, false);
+    }
+}
+
+static void fork_done(void)
+{
+    /* seq_cst: the Dekker pair above. */
+    ft_atomic_store_seq_cst(&fork_pending, 0);
+    pthread_mutex_unlock(&qsbr_lock);
+    if (fork_went_offline)
+        fti_qsbr_online();
 }
 
 void fti_qsbr_fork_parent(void)
 {
-    pthread_mutex_unlock(&qsbr_lock);
+    fork_done();
+    fti_parking_lot_unpark_all(&fork_pending);
 }
 
 void fti_qsbr_fork_child(void)
@@ -158,5 +209,5 @@ void fti_qsbr_fork_child(void)
             s->qsbr_reader = NULL;
         }
     }
-    pthread_mutex_unlock(&qsbr_lock);
+    fork_done(); /* no other thread exists in the child: nothing to wake */
 }

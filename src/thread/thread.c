@@ -589,7 +589,8 @@ static void fork_prepare(void)
         ft_stop_the_world();
         fork_stopped = true;
     }
-    fti_qsbr_fork_prepare();
+    /* attached here whenever ts != NULL (re-entered above) */
+    fti_qsbr_fork_prepare(ts != NULL);
     pthread_mutex_lock(&registry_lock);
     fti_gil_fork_prepare();
     fti_stw_fork_prepare();

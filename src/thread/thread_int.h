@@ -104,7 +104,8 @@ FT_INTERNAL void fti_qsbr_register(fti_tstate *ts);
 FT_INTERNAL void fti_qsbr_unregister(void);
 FT_INTERNAL void fti_qsbr_online(void);
 FT_INTERNAL void fti_qsbr_offline(void);
-FT_INTERNAL void fti_qsbr_fork_prepare(void);
+/* online: the forking thread is an attached (online) reader. */
+FT_INTERNAL void fti_qsbr_fork_prepare(bool online);
 FT_INTERNAL void fti_qsbr_fork_parent(void);
 FT_INTERNAL void fti_qsbr_fork_child(void);
 

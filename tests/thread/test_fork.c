@@ -1,7 +1,9 @@
 /* test_fork.c - fork() while other attached threads run: the child keeps a
  * working runtime with only the forking thread (same index), can start and
  * attach new threads, stop the world, and synchronise QSBR; the parent's
- * threads go on. */
+ * threads go on. Forking while other threads sit in QSBR grace periods
+ * neither deadlocks (the forker is one of the readers they wait for) nor
+ * leaves the child an urcu lock held by a vanished thread. */
 #include <stdbool.h>
 
 #include "ft_test.h"
@@ -32,6 +34,19 @@ static void *worker(void *arg)
         ft_mutex_unlock(&shared_lock);
         if ((++n & 7) == 0)
             FT_BLOCKING(sched_yield());
+        ft_safepoint();
+    }
+    return NULL;
+}
+
+static _Atomic uint64_t grace_periods;
+
+static void *gp_worker(void *arg)
+{
+    (void)arg;
+    while (!atomic_load_explicit(&stop_workers, memory_order_relaxed)) {
+        fti_qsbr_synchronize();
+        atomic_fetch_add_explicit(&grace_periods, 1, memory_order_relaxed);
         ft_safepoint();
     }
     return NULL;
@@ -116,6 +131,43 @@ static void test_fork_while_threads_run(void **state)
     ft_mutex_unlock(&shared_lock);
 }
 
+static void test_fork_during_grace_periods(void **state)
+{
+    pthread_t t[2];
+    uint32_t me = ft_thread_index();
+    int status = 0;
+
+    (void)state;
+    atomic_store(&stop_workers, 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(ft_thread_start(&t[i], gp_worker, NULL), 0);
+    for (int round = 0; round < 20; round++) {
+        /* a few grace periods of the workers' need our quiescent states */
+        for (int k = 0; k < 50; k++)
+            ft_safepoint();
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            if (ft_thread_index() != me)
+                _exit(10);
+            fti_qsbr_synchronize();
+            ft_stop_the_world();
+            ft_start_the_world();
+            fti_qsbr_synchronize();
+            _exit(0);
+        }
+        FT_BLOCKING(waitpid(pid, &status, 0));
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    atomic_store(&stop_workers, 1);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(ft_thread_join(t[i], NULL), 0);
+    assert_true(atomic_load(&grace_periods) > 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -133,6 +185,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_while_threads_run),
+        cmocka_unit_test(test_fork_during_grace_periods),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
