@@ -32,7 +32,13 @@
  * attached thread on another core usually reaches its safepoint within
  * microseconds, far less than a futex sleep and wake-up. Only when every
  * thread waited for can have a core of its own: oversubscribed, the spin
- * would steal the CPU the late thread needs. */
+ * would steal the CPU the late thread needs. Threads found detached are
+ * claimed by the scan itself and need no core, so they do not count.
+ * For the same reason, and under the same condition, a thread held at its
+ * safepoint spins this long for the restart before it parks: a young
+ * collection usually lasts a few microseconds, and a futex wake-up of every
+ * stopped thread made a stop at 2 threads cost 16x one at 1 thread
+ * (docs/bench-thread.md). */
 #define FTI_STW_SPIN_NS 50000u
 
 static struct {
@@ -42,6 +48,9 @@ static struct {
     _Atomic uint32_t seq;       /* bumped on each event the requester waits for (any thread) */
     _Atomic int32_t countdown;  /* threads still to hold (requester sets; claimers decrement) */
     _Atomic uint32_t requester; /* index of the requester, 0 when none (stw.mutex holder) */
+    _Atomic uint32_t spin;      /* 1: the threads waited for each have a core, held threads spin
+                                   before they park (requester writes, before it publishes
+                                   `requested`; read relaxed: a hint) */
     unsigned depth;             /* nested stops by the requester (requester only) */
     uint64_t request_ns;        /* when the current stop was requested (requester only) */
 } stw = { .mutex = PTHREAD_MUTEX_INITIALIZER };
@@ -142,6 +151,19 @@ void fti_stw_park_at_safepoint(fti_tstate *ts)
     if (ts->holds_gil)
         fti_gil_release(ts, false);
     countdown_done_one();
+    /* relaxed: a hint; the state word below carries the synchronisation. */
+    if (ft_atomic_load_relaxed(&stw.spin)) {
+        uint64_t start = fti_now_ns();
+        unsigned polls = 0;
+
+        /* acquire: pairs with the release CAS of the restart
+         * (fti_thread_release_hold); fti_thread_enter re-checks by CAS. */
+        while (ft_atomic_load_acquire(&ts->state) & FTI_TS_HOLD_STW) {
+            ck_pr_stall();
+            if ((++polls & 63u) == 0 && fti_now_ns() - start >= FTI_STW_SPIN_NS)
+                break;
+        }
+    }
     /* Waits for the restart, then re-attaches (GIL, QSBR online). */
     fti_thread_enter(ts, 0);
 }
@@ -189,7 +211,7 @@ void ft_stop_the_world(void)
 {
     fti_tstate *ts = fti_tstate_current();
     uint64_t timeout_ns, next_report, now;
-    int32_t others = 0;
+    int32_t others = 0, attached = 0;
 
     FT_CHECK(ts != NULL && ts->blocking_depth == 0,
              "ft_stop_the_world: calling thread is not attached (ft_thread_attach first)");
@@ -209,9 +231,19 @@ void ft_stop_the_world(void)
     stw.request_ns = fti_now_ns();
 
     fti_thread_registry_lock();
-    for (uint32_t i = 1, n = fti_thread_max_index(); i <= n; i++)
-        if (&fti_tstates[i] != ts && fti_tstates[i].in_use)
+    for (uint32_t i = 1, n = fti_thread_max_index(); i <= n; i++) {
+        fti_tstate *s = &fti_tstates[i];
+
+        /* relaxed: a hint for the spin decision (a thread detaching now is
+         * claimed by a rescan and needs no core either). */
+        if (s != ts && s->in_use) {
             others++;
+            if (ft_atomic_load_relaxed(&s->state) == FTI_TS_ATTACHED)
+                attached++;
+        }
+    }
+    /* relaxed: a hint, read by held threads after `requested` (seq_cst). */
+    ft_atomic_store_relaxed(&stw.spin, attached < online_cpus() ? 1u : 0u);
     /* relaxed: published by the seq_cst store of `requested` below, which
      * every decrementer reads first. */
     ft_atomic_store_relaxed(&stw.countdown, others);
@@ -225,7 +257,8 @@ void ft_stop_the_world(void)
     timeout_ns = (uint64_t)fti_thread_cfg.stw_timeout_ms * 1000000u;
     next_report = stw.request_ns + timeout_ns;
     /* acquire: pairs with the acq_rel decrements (see countdown_done_one). */
-    while (others < online_cpus() && ft_atomic_load_acquire(&stw.countdown) != 0 &&
+    /* relaxed: our own hint, written above. */
+    while (ft_atomic_load_relaxed(&stw.spin) && ft_atomic_load_acquire(&stw.countdown) != 0 &&
            fti_now_ns() - stw.request_ns < FTI_STW_SPIN_NS)
         ck_pr_stall();
     for (;;) {
