@@ -18,6 +18,7 @@
 #include "ftrt.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -162,6 +163,27 @@ static uint64_t collections(void)
     return total;
 }
 
+/* Total collection pause time so far, every generation (ns). */
+static uint64_t gc_pause_ns(void)
+{
+    uint64_t total = 0;
+    for (int gen = 0; gen < 3; gen++) {
+        ft_gc_stats st;
+        if (ft_gc_get_stats(gen, &st) == 0)
+            total += st.pause_total_ns;
+    }
+    return total;
+}
+
+/* A JSON number with 3 decimals, or null when x is not finite. */
+static void json_number(char *buf, size_t size, double x)
+{
+    if (isfinite(x) && x != 0)
+        snprintf(buf, size, "%.3f", x);
+    else
+        snprintf(buf, size, "null");
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: headline [--seconds S] [--reps N] [--threads 1,2] [--only WORKLOAD] [--mode ft|gil] [--json FILE] [--dat FILE]\n");
@@ -261,18 +283,19 @@ int main(int argc, char **argv)
                 for (int t = 0; t < nthread_counts; t++) {
                     r->workload = w;
                     r->nthreads = thread_counts[t];
-                    uint64_t gc_before = collections();
+                    uint64_t gc_before = collections(), pause_before = gc_pause_ns();
                     double ops = measure(r, rep < 0 ? seconds / 4 : seconds);
                     uint64_t gc_runs = collections() - gc_before;
+                    uint64_t gc_pause = gc_pause_ns() - pause_before;
                     if (rep < 0)
                         continue;
                     samples[mode][w][t][rep] = ops;
                     if (json != NULL)
                         fprintf(json,
                                 "{\"bench\":\"headline\",\"mode\":\"%s\",\"workload\":\"%s\",\"threads\":%d,"
-                                "\"rep\":%d,\"ops_per_s\":%.0f,\"collections\":%llu}\n",
+                                "\"rep\":%d,\"ops_per_s\":%.0f,\"collections\":%llu,\"gc_pause_ms\":%.3f}\n",
                                 mode == 0 ? "free-threaded" : "gil", workload_names[w], r->nthreads, rep, ops,
-                                (unsigned long long)gc_runs);
+                                (unsigned long long)gc_runs, (double)gc_pause / 1e6);
                 }
             }
             for (int k = 0; k < SHARED_KEYS; k++)
@@ -300,13 +323,19 @@ int main(int argc, char **argv)
             double ft = result[0][w][t] / result[0][w][0];
             double gil = result[1][w][t] / result[1][w][0];
             printf("%-15s %7d %13.2fx %9.2fx\n", workload_names[w], thread_counts[t], ft, gil);
-            if (json != NULL)
+            if (json != NULL) {
+                /* a mode left out by --mode has no figures: null, not nan/inf */
+                char ft_s[32], gil_s[32], ratio_s[32];
+                json_number(ft_s, sizeof ft_s, ft);
+                json_number(gil_s, sizeof gil_s, gil);
+                json_number(ratio_s, sizeof ratio_s, result[0][w][t] / result[1][w][t]);
                 fprintf(json,
                         "{\"bench\":\"headline\",\"kind\":\"summary\",\"workload\":\"%s\",\"threads\":%d,"
-                        "\"ft_ops_per_s\":%.0f,\"gil_ops_per_s\":%.0f,\"ft_scaling\":%.3f,\"gil_scaling\":%.3f,"
-                        "\"ft_over_gil\":%.3f}\n",
-                        workload_names[w], thread_counts[t], result[0][w][t], result[1][w][t], ft, gil,
-                        result[0][w][t] / result[1][w][t]);
+                        "\"ft_ops_per_s\":%.0f,\"gil_ops_per_s\":%.0f,\"ft_scaling\":%s,\"gil_scaling\":%s,"
+                        "\"ft_over_gil\":%s}\n",
+                        workload_names[w], thread_counts[t], result[0][w][t], result[1][w][t], ft_s, gil_s,
+                        ratio_s);
+            }
         }
     }
     if (json != NULL)
