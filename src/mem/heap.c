@@ -123,10 +123,30 @@ static void mem_fork_release(void)
     fti_trace_fork_release();
 }
 
+static void heap_abandon(struct fti_heap *h);
+
+/* The child has only the forking thread: the heaps of the others would stay
+ * live forever, their pages never reused and the blocks the child frees in
+ * them (remote frees to an owner that does not exist) never collected. They
+ * are abandoned like those of threads that exit, so the child's allocations
+ * adopt their pages and ft_mem_collect reclaims them. */
+static void mem_fork_child(void)
+{
+    mem_fork_release();
+    pthread_mutex_lock(&heap_list_lock);
+    for (struct fti_heap *h = heap_all; h != NULL; h = h->next_all) {
+        if (h->live && h != ft_tls_head.heap) {
+            heap_abandon(h);
+            h->live = 0;
+        }
+    }
+    pthread_mutex_unlock(&heap_list_lock);
+}
+
 static void heap_key_create(void)
 {
     FT_CHECK(pthread_key_create(&heap_key, heap_key_destructor) == 0, "mem: pthread_key_create failed");
-    FT_CHECK(pthread_atfork(mem_fork_prepare, mem_fork_release, mem_fork_release) == 0,
+    FT_CHECK(pthread_atfork(mem_fork_prepare, mem_fork_release, mem_fork_child) == 0,
              "mem: pthread_atfork failed");
 }
 
@@ -326,11 +346,11 @@ void fti_heap_reclaim_abandoned(unsigned max_pages)
     pthread_mutex_unlock(&abandon_lock);
 }
 
-void fti_heap_abandon_current(void)
+/* Gives every page of h up: empty ones to their arena, the others to the
+ * abandoned lists, where later allocations adopt them and ft_mem_collect
+ * reclaims them. The caller owns h (its thread, or the only thread left). */
+static void heap_abandon(struct fti_heap *h)
 {
-    struct fti_heap *h = ft_tls_head.heap;
-    if (h == NULL)
-        return;
     for (unsigned k = 0; k < FTI_KIND_COUNT; k++) {
         for (unsigned c = 0; c < FTI_NCLASS; c++) {
             fti_page_queue *queues[2] = { &h->avail[k][c], &h->full[k][c] };
@@ -350,6 +370,14 @@ void fti_heap_abandon_current(void)
             h->pages[k][c] = &fti_page_empty;
         }
     }
+}
+
+void fti_heap_abandon_current(void)
+{
+    struct fti_heap *h = ft_tls_head.heap;
+    if (h == NULL)
+        return;
+    heap_abandon(h);
     ft_tls_head.heap = NULL;
     pthread_once(&heap_key_once, heap_key_create);
     pthread_setspecific(heap_key, NULL);

@@ -1,5 +1,6 @@
 /* test_threads.c - cross-thread frees from 4 threads while the owner
- * abandons its heap midway; attach/detach churn does not leak pages. */
+ * abandons its heap midway; attach/detach churn does not leak pages; the
+ * child of a fork reclaims the pages of the threads that did not follow it. */
 #include "ft_config.h"
 #include <stdbool.h>
 #include "ft_test.h"
@@ -7,6 +8,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 enum { FREERS = 4 };
 #define NBLOCKS (FT_CFG_TSAN ? 4000 : 40000)
@@ -137,11 +140,88 @@ static void test_attach_detach_churn_no_leak(void **state)
     assert_int_equal(st.pages_abandoned, 0);
 }
 
+enum { FORK_BLOCKS = FT_CFG_TSAN ? 5000 : 20000 };
+
+typedef struct fork_owner {
+    void *blocks[FORK_BLOCKS];
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool ready, quit; /* (lock) */
+} fork_owner;
+
+static void *fork_owner_main(void *arg)
+{
+    fork_owner *o = arg;
+    for (int i = 0; i < FORK_BLOCKS; i++) {
+        o->blocks[i] = ft_malloc(64);
+        assert_non_null(o->blocks[i]);
+    }
+    pthread_mutex_lock(&o->lock);
+    o->ready = true;
+    pthread_cond_broadcast(&o->cond);
+    while (!o->quit)
+        pthread_cond_wait(&o->cond, &o->lock);
+    pthread_mutex_unlock(&o->lock);
+    return NULL;
+}
+
+/* In the child: the owner thread is gone. Its heap must not count as live,
+ * and once the child frees its blocks the pages must come back. */
+static int fork_child_check(fork_owner *o)
+{
+    ft_mem_stats st;
+    ft_mem_get_stats(&st);
+    if (st.heaps > 1)
+        return 10; /* the vanished thread's heap still counts as owned */
+    for (int i = 0; i < FORK_BLOCKS; i++)
+        ft_free(o->blocks[i]);
+    ft_mem_collect();
+    ft_mem_get_stats(&st);
+    if (st.pages_abandoned != 0)
+        return 11;
+    /* 20000 blocks of 64 bytes filled about 20 pages */
+    if (st.pages_in_use > 4)
+        return 12;
+    return 0;
+}
+
+static void test_fork_child_reclaims_vanished_heaps(void **state)
+{
+    (void)state;
+    static fork_owner o = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+    pthread_t t;
+    int status = 0;
+
+    ft_mem_collect();
+    assert_int_equal(pthread_create(&t, NULL, fork_owner_main, &o), 0);
+    pthread_mutex_lock(&o.lock);
+    while (!o.ready)
+        pthread_cond_wait(&o.cond, &o.lock);
+    pthread_mutex_unlock(&o.lock);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fork_child_check(&o));
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    pthread_mutex_lock(&o.lock);
+    o.quit = true;
+    pthread_cond_broadcast(&o.cond);
+    pthread_mutex_unlock(&o.lock);
+    pthread_join(t, NULL);
+    for (int i = 0; i < FORK_BLOCKS; i++)
+        ft_free(o.blocks[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cross_thread_frees_with_owner_detaching),
         cmocka_unit_test(test_attach_detach_churn_no_leak),
+        cmocka_unit_test(test_fork_child_reclaims_vanished_heaps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
