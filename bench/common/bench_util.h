@@ -3,6 +3,8 @@
 #ifndef FT_BENCH_UTIL_H
 #define FT_BENCH_UTIL_H
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,33 @@ static inline void bench_cpu_model(char *out, size_t len)
         }
     }
     fclose(f);
+}
+
+/* The CPUs this process may run on (its affinity mask, e.g. from taskset),
+ * in order, at most max of them; returns how many. */
+static inline int bench_allowed_cpus(int *out, int max)
+{
+    cpu_set_t set;
+    int n = 0;
+
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set))
+            out[n++] = c;
+    return n;
+}
+
+/* Pins the calling thread to one CPU; cpu < 0 leaves it free. */
+static inline void bench_pin_self(int cpu)
+{
+    cpu_set_t set;
+
+    if (cpu < 0)
+        return;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
 /* Prints the machine and build as a comment line and a JSON line. */

@@ -46,6 +46,7 @@ typedef struct run {
 typedef struct worker_arg {
     run *r;
     int id;
+    int cpu; /* pinned to this CPU, or -1 */
 } worker_arg;
 
 static void churn_batch(uint64_t *counter)
@@ -93,6 +94,8 @@ static void *worker(void *p)
     worker_arg *a = p;
     run *r = a->r;
     uint64_t count = 0;
+
+    bench_pin_self(a->cpu);
     void *own_dict = r->workload == W_DICT ? ft_dict_new() : NULL;
 
     /* Wait for the others outside the GIL: a blocking region. */
@@ -119,7 +122,12 @@ static void *worker(void *p)
     return NULL;
 }
 
-static double measure(run *r, double seconds)
+/* CPUs the workers are pinned to (see placements()). */
+static int cpus[MAX_THREADS];
+static int ncpus;
+static int pin = 1;
+
+static double measure_at(run *r, double seconds, int first_cpu)
 {
     pthread_t threads[MAX_THREADS];
     worker_arg args[MAX_THREADS];
@@ -128,7 +136,7 @@ static double measure(run *r, double seconds)
     atomic_store_explicit(&r->stop, 0, memory_order_relaxed);
     pthread_barrier_init(&r->start, NULL, (unsigned)r->nthreads + 1);
     for (int i = 0; i < r->nthreads; i++) {
-        args[i] = (worker_arg){ r, i };
+        args[i] = (worker_arg){ r, i, first_cpu < 0 ? -1 : cpus[(first_cpu + i) % ncpus] };
         if (ft_thread_start(&threads[i], worker, &args[i]) != 0) {
             fprintf(stderr, "headline: cannot start thread\n");
             exit(1);
@@ -149,6 +157,126 @@ static double measure(run *r, double seconds)
     for (int i = 0; i < r->nthreads; i++)
         total += r->ops[i];
     return (double)total / ((double)(t1 - t0) / 1e9);
+}
+
+/* The cores of a shared VM need not be equally fast: on this project's
+ * machine one vCPU ran malloc-heavy code at half the speed of the other for
+ * long stretches (a busy neighbour on its host core), and a 1-thread cell
+ * landed on either. So with n threads on c >= n allowed CPUs, workers are
+ * pinned and the cell is measured once per placement (first CPU 0..c-1 when
+ * n < c), each for seconds / placements, and the throughputs averaged: the
+ * n-thread / 1-thread ratio then compares the same cores. With more threads
+ * than CPUs, or --no-pin, threads run where the scheduler puts them. */
+static int placements(int nthreads)
+{
+    if (!pin || nthreads > ncpus)
+        return 0;
+    return nthreads < ncpus ? ncpus : 1;
+}
+
+static double measure(run *r, double seconds)
+{
+    int k = placements(r->nthreads);
+    double sum = 0;
+
+    if (k == 0)
+        return measure_at(r, seconds, -1);
+    for (int p = 0; p < k; p++)
+        sum += measure_at(r, seconds / k, p);
+    return sum / k;
+}
+
+/* The machine's own ceiling: plain pthreads (not attached, no ftrt call).
+ * "alu" only computes (a dependent xorshift chain); "malloc" churns small
+ * glibc malloc/free pairs over a private 256 KiB working set, closer to what
+ * the object workloads ask of caches and memory. On a shared VM the host may
+ * give two vCPUs less than two cores' worth; the object workloads' scaling
+ * is read against these. Placement as in measure(). */
+enum { PROBE_ALU, PROBE_MALLOC, PROBE_COUNT };
+static const char *const probe_names[PROBE_COUNT] = { "alu", "malloc" };
+
+typedef struct ceiling_arg {
+    _Atomic int *stop;
+    int probe;
+    int cpu;
+    uint64_t count;
+} ceiling_arg;
+
+static void *ceiling_worker(void *p)
+{
+    ceiling_arg *a = p;
+    uint64_t n = 0, x = 88172645463325252u;
+    enum { SLOTS = 8192 };
+    void **slots = NULL;
+
+    bench_pin_self(a->cpu);
+    if (a->probe == PROBE_MALLOC) {
+        slots = malloc(SLOTS * sizeof *slots);
+        for (int i = 0; slots != NULL && i < SLOTS; i++)
+            slots[i] = malloc(32);
+        if (slots == NULL)
+            return NULL;
+    }
+    /* relaxed: the flag only ends the loop; the count is read after join. */
+    while (!atomic_load_explicit(a->stop, memory_order_relaxed)) {
+        for (int i = 0; i < 1024; i++) { /* xorshift */
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (slots != NULL) {
+                void **s = &slots[x % SLOTS];
+                free(*s);
+                *s = malloc(32);
+                memset(*s, (int)(x & 0xff), 32);
+            }
+        }
+        n += 1024;
+    }
+    if (slots != NULL) {
+        for (int i = 0; i < SLOTS; i++)
+            free(slots[i]);
+        free(slots);
+    }
+    a->count = n + (x & 1);
+    return NULL;
+}
+
+static double measure_ceiling_at(int probe, int nthreads, double seconds, int first_cpu)
+{
+    pthread_t threads[MAX_THREADS];
+    ceiling_arg args[MAX_THREADS];
+    _Atomic int stop = 0;
+    uint64_t total = 0;
+    uint64_t t0 = bench_now_ns();
+
+    for (int i = 0; i < nthreads; i++) {
+        args[i] = (ceiling_arg){ &stop, probe, first_cpu < 0 ? -1 : cpus[(first_cpu + i) % ncpus], 0 };
+        if (pthread_create(&threads[i], NULL, ceiling_worker, &args[i]) != 0) {
+            fprintf(stderr, "headline: cannot start thread\n");
+            exit(1);
+        }
+    }
+    struct timespec ts = { (time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9) };
+    nanosleep(&ts, NULL);
+    /* relaxed: see ceiling_worker(). */
+    atomic_store_explicit(&stop, 1, memory_order_relaxed);
+    for (int i = 0; i < nthreads; i++) {
+        pthread_join(threads[i], NULL);
+        total += args[i].count;
+    }
+    return (double)total / ((double)(bench_now_ns() - t0) / 1e9);
+}
+
+static double measure_ceiling(int probe, int nthreads, double seconds)
+{
+    int k = placements(nthreads);
+    double sum = 0;
+
+    if (k == 0)
+        return measure_ceiling_at(probe, nthreads, seconds, -1);
+    for (int p = 0; p < k; p++)
+        sum += measure_ceiling_at(probe, nthreads, seconds / k, p);
+    return sum / k;
 }
 
 /* Collections of every generation so far (the cost the collector adds). */
@@ -186,7 +314,7 @@ static void json_number(char *buf, size_t size, double x)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: headline [--seconds S] [--reps N] [--threads 1,2] [--only WORKLOAD] [--mode ft|gil] [--json FILE] [--dat FILE]\n");
+    fprintf(stderr, "usage: headline [--seconds S] [--reps N] [--threads 1,2] [--only WORKLOAD] [--mode ft|gil] [--json FILE] [--dat FILE] [--no-pin]\n");
     exit(2);
 }
 
@@ -219,6 +347,8 @@ int main(int argc, char **argv)
                 mode_first = 1;
             else
                 usage();
+        } else if (strcmp(argv[i], "--no-pin") == 0) {
+            pin = 0;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
         } else if (strcmp(argv[i], "--dat") == 0 && i + 1 < argc) {
@@ -244,6 +374,12 @@ int main(int argc, char **argv)
         return 1;
     }
     bench_print_machine(json, "headline", FT_CFG_BUILDTYPE);
+    ncpus = bench_allowed_cpus(cpus, MAX_THREADS);
+    if (ncpus == 0)
+        pin = 0;
+    if (pin)
+        printf("# workers pinned, one per CPU; cells with fewer threads than the %d CPUs are averaged over placements\n",
+               ncpus);
     printf("# %d reps of %.2f s per cell, median reported; above %ld threads the machine is oversubscribed\n",
            reps, seconds, sysconf(_SC_NPROCESSORS_ONLN));
 
@@ -251,9 +387,20 @@ int main(int argc, char **argv)
      * that drift of the machine (frequency, neighbours) hits both alike; one
      * short warm-up pass per mode is discarded. */
     static double samples[2][W_COUNT][8][64];
+    static double ceiling[PROBE_COUNT][8][64];
     if (reps > 64)
         reps = 64;
     for (int rep = -1; rep < reps; rep++) {
+        for (int probe = 0; probe < PROBE_COUNT; probe++) {
+            for (int t = 0; t < nthread_counts && rep >= 0; t++) {
+                ceiling[probe][t][rep] = measure_ceiling(probe, thread_counts[t], seconds / 4);
+                if (json != NULL)
+                    fprintf(json,
+                            "{\"bench\":\"headline\",\"kind\":\"ceiling\",\"probe\":\"%s\",\"threads\":%d,"
+                            "\"rep\":%d,\"ops_per_s\":%.0f}\n",
+                            probe_names[probe], thread_counts[t], rep, ceiling[probe][t][rep]);
+            }
+        }
         for (int mode = mode_first; mode <= mode_last; mode++) {
             ft_config cfg;
             run *r = calloc(1, sizeof *r);
@@ -316,6 +463,22 @@ int main(int argc, char **argv)
         for (int t = 0; t < nthread_counts && (only == NULL || strcmp(only, workload_names[w]) == 0); t++)
             printf("%-15s %7d %16.0f %16.0f %7.2fx\n", workload_names[w], thread_counts[t], result[0][w][t],
                    result[1][w][t], result[0][w][t] / result[1][w][t]);
+    printf("\nmachine ceiling: plain threads without ftrt, scaling vs 1 thread\n");
+    for (int probe = 0; probe < PROBE_COUNT; probe++) {
+        double base = bench_median(ceiling[probe][0], (size_t)reps);
+        printf("  %-7s", probe_names[probe]);
+        for (int t = 0; t < nthread_counts; t++) {
+            double c = bench_median(ceiling[probe][t], (size_t)reps) / base;
+            printf(" %dT %.2fx", thread_counts[t], c);
+            if (json != NULL)
+                fprintf(json,
+                        "{\"bench\":\"headline\",\"kind\":\"ceiling_summary\",\"probe\":\"%s\",\"threads\":%d,"
+                        "\"scaling\":%.3f}\n",
+                        probe_names[probe], thread_counts[t], c);
+        }
+        printf("\n");
+    }
+    printf("(below 2.0x at 2 threads: the host gave this VM less than two cores' worth while it ran)\n");
     printf("\nscaling vs 1 thread (goals at 2 threads: free-threaded >= 1.9x, GIL <= 1.05x)\n");
     printf("%-15s %7s %14s %10s\n", "workload", "threads", "free-threaded", "GIL");
     for (int w = 0; w < W_COUNT; w++) {
