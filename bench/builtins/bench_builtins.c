@@ -104,6 +104,7 @@ static void run_dict_read_rooted(uint64_t ops)
 
 typedef struct worker {
     const bench_case *c;
+    int cpu; /* pinned to it, or -1 */
     atomic_int *ready;
     atomic_int *go;
     uint64_t elapsed_ns;
@@ -123,6 +124,7 @@ static void *worker_main(void *p)
     worker *w = p;
     uint64_t t0;
 
+    bench_pin_self(w->cpu);
     atomic_fetch_add(w->ready, 1);
     while (!atomic_load(w->go))
         ft_safepoint();
@@ -139,7 +141,11 @@ static void *worker_main(void *p)
  * receives the mean CPU nanoseconds per operation of one thread, which a
  * loaded machine (other processes taking the cores) inflates far less than
  * wall time, while cache-line contention between our threads still shows. */
-static double run_once(const bench_case *c, int nthreads, double *cpu_ns_op)
+static int cpus[8];
+static int ncpus;
+static int pin = 1;
+
+static double run_once(const bench_case *c, int nthreads, int first_cpu, double *cpu_ns_op)
 {
     pthread_t threads[8];
     worker workers[8];
@@ -147,7 +153,8 @@ static double run_once(const bench_case *c, int nthreads, double *cpu_ns_op)
     uint64_t longest = 0;
 
     for (int t = 0; t < nthreads; t++) {
-        workers[t] = (worker){ .c = c, .ready = &ready, .go = &go };
+        workers[t] = (worker){ .c = c, .cpu = first_cpu < 0 ? -1 : cpus[(first_cpu + t) % ncpus], .ready = &ready,
+                               .go = &go };
         if (ft_thread_start(&threads[t], worker_main, &workers[t]) != 0) {
             fprintf(stderr, "bench_builtins: cannot start a thread\n");
             exit(1);
@@ -166,6 +173,27 @@ static double run_once(const bench_case *c, int nthreads, double *cpu_ns_op)
     }
     *cpu_ns_op = (double)cpu_total / ((double)c->ops_per_thread * nthreads);
     return (double)c->ops_per_thread * nthreads / ((double)longest / 1e3);
+}
+
+/* One run per placement, averaged: the vCPUs of a shared VM need not be
+ * equally fast (on this project's machine one ran malloc-heavy code at half
+ * the other's speed for long stretches), so with fewer threads than CPUs
+ * each placement (first CPU 0..c-1) is run and the throughputs averaged,
+ * and the n-thread / 1-thread ratio compares the same cores. More threads
+ * than CPUs, or --no-pin: unpinned. See bench/headline/headline.c. */
+static double run_placed(const bench_case *c, int nthreads, double *cpu_ns_op)
+{
+    int k = !pin || nthreads > ncpus ? 0 : nthreads < ncpus ? ncpus : 1;
+    double sum = 0, cpu_sum = 0, cpu;
+
+    if (k == 0)
+        return run_once(c, nthreads, -1, cpu_ns_op);
+    for (int p = 0; p < k; p++) {
+        sum += run_once(c, nthreads, p, &cpu);
+        cpu_sum += cpu;
+    }
+    *cpu_ns_op = cpu_sum / k;
+    return sum / k;
 }
 
 /* Collections of all generations so far (to show what the collector cost). */
@@ -217,8 +245,10 @@ int main(int argc, char **argv)
             scale = atof(argv[++i]);
         else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--no-pin") == 0)
+            pin = 0;
         else {
-            fprintf(stderr, "usage: %s [--runs N] [--max-threads N] [--scale X] [--case NAME]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--runs N] [--max-threads N] [--scale X] [--case NAME] [--no-pin]\n", argv[0]);
             return 2;
         }
     }
@@ -231,6 +261,11 @@ int main(int argc, char **argv)
         return 1;
     }
     bench_print_machine(stdout, "builtins", FT_CFG_BUILDTYPE);
+    ncpus = bench_allowed_cpus(cpus, 8);
+    if (ncpus == 0)
+        pin = 0;
+    printf("# %s\n", pin ? "threads pinned one per CPU; fewer threads than CPUs: averaged over placements"
+                          : "threads not pinned");
     printf("# mode %s, gc %s\n", ft_mode_get() == FT_MODE_GIL ? "gil" : "free-threaded",
            ft_gc_is_enabled() ? "enabled" : "disabled");
     for (int i = 0; i < NKEYS; i++) {
@@ -261,7 +296,7 @@ int main(int argc, char **argv)
             uint64_t gc_before = gc_collections();
 
             for (int r = 0; r < runs; r++)
-                samples[r] = run_once(c, nthreads, &cpu_samples[r]);
+                samples[r] = run_placed(c, nthreads, &cpu_samples[r]);
             uint64_t gc_runs = gc_collections() - gc_before;
             double median = bench_median(samples, (size_t)runs);
             double cpu_ns_op = bench_median(cpu_samples, (size_t)runs);
