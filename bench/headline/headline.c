@@ -303,6 +303,27 @@ static uint64_t gc_pause_ns(void)
     return total;
 }
 
+/* Median over reps of num[rep] / den[rep]: the cells of one rep run one
+ * after the other, so each ratio compares measurements seconds apart, and a
+ * drift of the host between reps cancels out (a ratio of medians does not). */
+static double rep_ratio(const double *num, const double *den, int reps)
+{
+    double r[64];
+
+    for (int i = 0; i < reps; i++)
+        r[i] = den[i] > 0 ? num[i] / den[i] : 0;
+    return bench_median(r, (size_t)reps);
+}
+
+/* bench_median sorts in place; the per-rep order is needed by rep_ratio. */
+static double median_of(const double *v, int n)
+{
+    double copy[64];
+
+    memcpy(copy, v, (size_t)n * sizeof *v);
+    return bench_median(copy, (size_t)n);
+}
+
 /* A JSON number with 3 decimals, or null when x is not finite. */
 static void json_number(char *buf, size_t size, double x)
 {
@@ -321,7 +342,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     double seconds = 1.0;
-    int reps = 3;
+    int reps = 5;
     int thread_counts[8] = { 1, 2 };
     int nthread_counts = 2;
     const char *json_path = NULL;
@@ -456,7 +477,7 @@ int main(int argc, char **argv)
     for (int mode = 0; mode < 2; mode++)
         for (int w = 0; w < W_COUNT; w++)
             for (int t = 0; t < nthread_counts; t++)
-                result[mode][w][t] = bench_median(samples[mode][w][t], (size_t)reps);
+                result[mode][w][t] = median_of(samples[mode][w][t], reps);
 
     printf("\n%-15s %7s %16s %16s %8s\n", "workload", "threads", "free-threaded/s", "GIL/s", "FT/GIL");
     for (int w = 0; w < W_COUNT; w++)
@@ -465,10 +486,9 @@ int main(int argc, char **argv)
                    result[1][w][t], result[0][w][t] / result[1][w][t]);
     printf("\nmachine ceiling: plain threads without ftrt, scaling vs 1 thread\n");
     for (int probe = 0; probe < PROBE_COUNT; probe++) {
-        double base = bench_median(ceiling[probe][0], (size_t)reps);
         printf("  %-7s", probe_names[probe]);
         for (int t = 0; t < nthread_counts; t++) {
-            double c = bench_median(ceiling[probe][t], (size_t)reps) / base;
+            double c = rep_ratio(ceiling[probe][t], ceiling[probe][0], reps);
             printf(" %dT %.2fx", thread_counts[t], c);
             if (json != NULL)
                 fprintf(json,
@@ -479,12 +499,13 @@ int main(int argc, char **argv)
         printf("\n");
     }
     printf("(below 2.0x at 2 threads: the host gave this VM less than two cores' worth while it ran)\n");
-    printf("\nscaling vs 1 thread (goals at 2 threads: free-threaded >= 1.9x, GIL <= 1.05x)\n");
+    printf("\nscaling vs 1 thread, median of each rep's ratio (goals at 2 threads: free-threaded >= 1.9x,\n"
+           "GIL <= 1.05x)\n");
     printf("%-15s %7s %14s %10s\n", "workload", "threads", "free-threaded", "GIL");
     for (int w = 0; w < W_COUNT; w++) {
         for (int t = 0; t < nthread_counts && (only == NULL || strcmp(only, workload_names[w]) == 0); t++) {
-            double ft = result[0][w][t] / result[0][w][0];
-            double gil = result[1][w][t] / result[1][w][0];
+            double ft = rep_ratio(samples[0][w][t], samples[0][w][0], reps);
+            double gil = rep_ratio(samples[1][w][t], samples[1][w][0], reps);
             printf("%-15s %7d %13.2fx %9.2fx\n", workload_names[w], thread_counts[t], ft, gil);
             if (json != NULL) {
                 /* a mode left out by --mode has no figures: null, not nan/inf */
