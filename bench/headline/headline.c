@@ -482,8 +482,13 @@ int main(int argc, char **argv)
     printf("\n%-15s %7s %16s %16s %8s\n", "workload", "threads", "free-threaded/s", "GIL/s", "FT/GIL");
     for (int w = 0; w < W_COUNT; w++)
         for (int t = 0; t < nthread_counts && (only == NULL || strcmp(only, workload_names[w]) == 0); t++)
-            printf("%-15s %7d %16.0f %16.0f %7.2fx\n", workload_names[w], thread_counts[t], result[0][w][t],
-                   result[1][w][t], result[0][w][t] / result[1][w][t]);
+        {
+            char ratio[16] = "-"; /* "-": a mode left out by --mode */
+            if (result[0][w][t] > 0 && result[1][w][t] > 0)
+                snprintf(ratio, sizeof ratio, "%.2fx", result[0][w][t] / result[1][w][t]);
+            printf("%-15s %7d %16.0f %16.0f %8s\n", workload_names[w], thread_counts[t], result[0][w][t],
+                   result[1][w][t], ratio);
+        }
     printf("\nmachine ceiling: plain threads without ftrt, scaling vs 1 thread\n");
     for (int probe = 0; probe < PROBE_COUNT; probe++) {
         printf("  %-7s", probe_names[probe]);
@@ -506,7 +511,12 @@ int main(int argc, char **argv)
         for (int t = 0; t < nthread_counts && (only == NULL || strcmp(only, workload_names[w]) == 0); t++) {
             double ft = rep_ratio(samples[0][w][t], samples[0][w][0], reps);
             double gil = rep_ratio(samples[1][w][t], samples[1][w][0], reps);
-            printf("%-15s %7d %13.2fx %9.2fx\n", workload_names[w], thread_counts[t], ft, gil);
+            char ft_txt[16] = "-", gil_txt[16] = "-"; /* "-": mode left out by --mode */
+            if (ft > 0)
+                snprintf(ft_txt, sizeof ft_txt, "%.2fx", ft);
+            if (gil > 0)
+                snprintf(gil_txt, sizeof gil_txt, "%.2fx", gil);
+            printf("%-15s %7d %14s %10s\n", workload_names[w], thread_counts[t], ft_txt, gil_txt);
             if (json != NULL) {
                 /* a mode left out by --mode has no figures: null, not nan/inf */
                 char ft_s[32], gil_s[32], ratio_s[32];
