@@ -38,6 +38,8 @@
 typedef struct fti_brc_slot {
     pthread_mutex_t lock;
     bool attached;          /* an owner holds the index (lock) */
+    ft_thread_head *head;   /* the owner's, valid while attached: it closes the slot
+                               under the lock before its thread can exit (lock) */
     ft_object **items;      /* queued objects, each holding one decrement (lock) */
     size_t count;           /* (lock) */
     size_t capacity;        /* (lock) */
@@ -148,6 +150,7 @@ void fti_brc_attach_self(uint32_t index)
     pthread_mutex_lock(&s->lock);
     FT_ASSERT(s->count == 0);
     s->attached = true;
+    s->head = &ft_tls_head;
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -178,15 +181,24 @@ void fti_brc_enqueue(ft_object *o, uint32_t owner_index)
         return;
     }
     slot_push_locked(s, o);
-    pthread_mutex_unlock(&s->lock);
     if (owner_index == self) {
-        /* our own queue: used with the world stopped; merged at our next safepoint */
-        (void)fti_thread_request(self, FT_PENDING_BRC);
+        pthread_mutex_unlock(&s->lock);
+        /* our own queue: used with the world stopped; merged at our next
+         * safepoint. relaxed: our own pending word. */
+        ft_atomic_fetch_or_relaxed(&ft_tls_head.pending, FT_PENDING_BRC);
         return;
     }
     /* Ask first, then try to stand in: an owner that was attached when we
-     * asked sees the bit at its next safepoint. */
-    (void)fti_thread_request(owner_index, FT_PENDING_BRC);
+     * asked sees the bit at its next safepoint. Asked under the slot lock,
+     * which keeps the owner's thread (its TLS head) alive: it must take the
+     * lock to close the slot before it can exit. Without the thread
+     * registry's global lock (fti_thread_request), queuers of different
+     * owners share no lock. A zombie index (its thread vanished in a fork)
+     * has no head; it is always detached and merged on its behalf below. */
+    if (!fti_thread_index_is_zombie(owner_index))
+        /* release: pairs with the acquire exchange in ft_safepoint_slow. */
+        ft_atomic_fetch_or_release(&s->head->pending, FT_PENDING_BRC);
+    pthread_mutex_unlock(&s->lock);
     if (fti_thread_try_suspend_detached(owner_index)) {
         /* The owner is parked in a blocking region and cannot leave it until
          * we resume it: its local counts are ours to merge. */

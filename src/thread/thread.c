@@ -414,6 +414,11 @@ void ft_blocking_end(void)
 /* ------------------------------------------------------------------ */
 /* Requests and registry access for higher layers */
 
+bool fti_thread_index_is_zombie(uint32_t index)
+{
+    return index != 0 && index <= FTI_MAX_THREADS && fti_tstates[index].zombie;
+}
+
 bool fti_thread_request(uint32_t index, uint32_t bits)
 {
     bool found = false;

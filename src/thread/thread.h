@@ -37,6 +37,13 @@ typedef struct fti_thread_hooks {
 /* Registers hooks (at init, before any thread attaches). Up to 8 sets. */
 FT_INTERNAL void fti_thread_add_hooks(const fti_thread_hooks *hooks);
 
+/* True if the index belonged to a thread that vanished in a fork (its TLS
+ * is gone; it counts as detached forever). Stable: set in the fork child
+ * before any other thread exists, and such indexes are never reused; a
+ * caller that knows the index's owner attached (e.g. under a lock the owner
+ * took after attaching) reads it race-free. */
+FT_INTERNAL bool fti_thread_index_is_zombie(uint32_t index);
+
 /* Sets pending bits on the thread with that index, if attached (release: what
  * the requester wrote before is visible to the safepoint that sees the bit).
  * Returns false when no thread holds the index. */

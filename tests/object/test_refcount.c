@@ -507,6 +507,64 @@ static void misuse_roots_pop(void *arg)
     ft_roots_pop(&outer);
 }
 
+/* ---- fork: objects of an owner that did not follow the child ------------ */
+
+enum { ORPHANS = 64 };
+
+typedef struct orphan_ctx {
+    void *objs[ORPHANS];
+    sem_t made, quit;
+} orphan_ctx;
+
+static void *orphan_owner(void *arg)
+{
+    orphan_ctx *c = arg;
+    for (int i = 0; i < ORPHANS; i++)
+        c->objs[i] = test_node_new(&test_node_type, NULL, (uint32_t)i); /* our only reference: given away */
+    sem_post(&c->made);
+    FT_BLOCKING(sem_wait(&c->quit));
+    return NULL;
+}
+
+/* In the child the owner thread does not exist (a zombie index): dropping
+ * its objects queues them to an owner that can never merge, so the dropper
+ * must merge them on its behalf and free them. */
+static void test_fork_child_drops_vanished_owners_objects(void **state)
+{
+    (void)state;
+    init_runtime();
+    static orphan_ctx c;
+    sem_init(&c.made, 0, 0);
+    sem_init(&c.quit, 0, 0);
+    pthread_t t;
+    assert_int_equal(ft_thread_start(&t, orphan_owner, &c), 0);
+    FT_BLOCKING(sem_wait(&c.made));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        long before = test_node_deallocs_get();
+        for (int i = 0; i < ORPHANS; i++)
+            ft_decref(c.objs[i]);
+        ft_safepoint();
+        _exit(test_node_deallocs_get() - before == ORPHANS ? 0 : 1);
+    }
+    int status = 0;
+    FT_BLOCKING(waitpid(pid, &status, 0));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    sem_post(&c.quit);
+    assert_int_equal(ft_thread_join(t, NULL), 0);
+    long before = test_node_deallocs_get();
+    for (int i = 0; i < ORPHANS; i++)
+        ft_decref(c.objs[i]); /* unowned since the owner detached */
+    assert_int_equal(test_node_deallocs_get() - before, ORPHANS);
+    sem_destroy(&c.made);
+    sem_destroy(&c.quit);
+    ft_fini();
+}
+
 static void test_misuse_aborts(void **state)
 {
     (void)state;
@@ -533,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_immortal_untouched),
         cmocka_unit_test(test_deferred_not_counted_never_freed_by_rc),
         cmocka_unit_test(test_merge_all_stopped_frees_nothing),
+        cmocka_unit_test(test_fork_child_drops_vanished_owners_objects),
         cmocka_unit_test(test_misuse_aborts),
     };
     if (getenv("FT_TEST_FILTER") != NULL)
