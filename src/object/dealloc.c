@@ -62,8 +62,27 @@ void fti_dealloc_thread_cleanup(void)
     worklist_spare = NULL;
 }
 
+/* An object on the worklist has a zero count but still holds its
+ * references, so the collector must not see it: a collection while it waits
+ * (at the loop's stop-only safepoint, or during a finalizer or a type's
+ * dealloc that blocks or polls) would find it unreachable and free it a
+ * second time. It is untracked when pushed; FTI_GC_DYING remembers to track
+ * it again if its finalizer resurrects it. Its children stay counted by it,
+ * so the collector sees them referenced from outside and keeps them. Plain
+ * load and store: gc bits change only on the thread deciding the object's
+ * fate (here) or with the world stopped. */
+static void untrack_dying(ft_object *o)
+{
+    /* relaxed: see above. */
+    uint8_t bits = ft_atomic_load_relaxed(&o->ob_gc_bits);
+    if (bits & FTI_GC_TRACKED)
+        /* relaxed: see above. */
+        ft_atomic_store_relaxed(&o->ob_gc_bits, (uint8_t)((bits & ~FTI_GC_TRACKED) | FTI_GC_DYING));
+}
+
 static void worklist_push(ft_object *o)
 {
+    untrack_dying(o);
     worklist_chunk *c = worklist_top;
     if (c == NULL || c->count == WORKLIST_CHUNK) {
         worklist_chunk *fresh = worklist_spare;
@@ -132,8 +151,14 @@ static void dealloc_one(ft_object *o)
     /* relaxed: flags of a dead object change only here. */
     uint16_t flags = ft_atomic_load_relaxed(&o->ob_flags);
     if (t->finalize != NULL && !(flags & FT_OB_FINALIZED)) {
-        if (finalize_resurrects(o, t))
+        if (finalize_resurrects(o, t)) {
+            /* relaxed: as in untrack_dying. */
+            uint8_t bits = ft_atomic_load_relaxed(&o->ob_gc_bits);
+            if (bits & FTI_GC_DYING)
+                /* relaxed: as in untrack_dying. */
+                ft_atomic_store_relaxed(&o->ob_gc_bits, (uint8_t)((bits & ~FTI_GC_DYING) | FTI_GC_TRACKED));
             return;
+        }
         flags = ft_atomic_load_relaxed(&o->ob_flags); /* relaxed: as above */
     }
     if ((flags & FT_OB_HAS_WEAKREFS) && fti_object_hooks_current.clear_weakrefs != NULL)
@@ -165,8 +190,18 @@ void fti_object_dealloc(ft_object *o)
     }
     dealloc_active = true;
     dealloc_one(o);
-    while ((o = worklist_pop()) != NULL)
+    unsigned done = 0;
+    while ((o = worklist_pop()) != NULL) {
         dealloc_one(o);
+        /* Freeing a large structure takes milliseconds: let a stop-the-world
+         * in between objects (the worklist's objects are untracked, see
+         * untrack_dying). Stop only, staying online for QSBR: our caller may
+         * be inside a lock-free read (a reader's failed re-check decref).
+         * relaxed: a hint; fti_safepoint_stop_only re-reads with acquire. */
+        if (FT_UNLIKELY((++done & 255u) == 0) &&
+            (ft_atomic_load_relaxed(&ft_tls_head.pending) & FT_PENDING_STOP))
+            fti_safepoint_stop_only();
+    }
     dealloc_active = false;
     fti_object_tstate *ts = ft_tls_head.object_state;
     if (ts != NULL && FT_UNLIKELY(ts->budget_exceeded))

@@ -21,6 +21,8 @@
 #define FTI_GC_UNREACHABLE (1u << 3) /* collector scratch */
 #define FTI_GC_ALIVE       (1u << 4) /* collector scratch */
 #define FTI_GC_SCRATCH     (1u << 5) /* collector scratch */
+#define FTI_GC_DYING       (1u << 6) /* untracked while on a deallocation worklist; re-tracked
+                                        if its finalizer resurrects it (dealloc.c) */
 
 /* Hooks the collector registers at init. */
 typedef struct fti_object_hooks {

@@ -136,14 +136,15 @@ bool fti_stw_claim_locked(fti_tstate *ts)
     }
 }
 
-void fti_stw_park_at_safepoint(fti_tstate *ts)
+static void park_held(fti_tstate *ts, bool qsbr_offline)
 {
     uint32_t expected = FTI_TS_ATTACHED;
 
     /* A stale bit (its stop is over) or our own stop: nothing to do. */
     if (!fti_stw_requested() || fti_stw_is_requester(ts))
         return;
-    fti_qsbr_offline();
+    if (qsbr_offline)
+        fti_qsbr_offline();
     /* acq_rel: release publishes our writes to the stopper; only this thread
      * leaves ATTACHED, so the CAS cannot fail. */
     if (!ft_atomic_cas_acq_rel(&ts->state, &expected, FTI_TS_HOLD_STW))
@@ -164,8 +165,19 @@ void fti_stw_park_at_safepoint(fti_tstate *ts)
                 break;
         }
     }
-    /* Waits for the restart, then re-attaches (GIL, QSBR online). */
-    fti_thread_enter(ts, 0);
+    /* Waits for the restart, then re-attaches (GIL; QSBR online again
+     * unless it stayed online). */
+    fti_thread_enter(ts, qsbr_offline ? 0 : FTI_ENTER_KEEP_QSBR);
+}
+
+void fti_stw_park_at_safepoint(fti_tstate *ts)
+{
+    park_held(ts, true);
+}
+
+void fti_stw_park_online(fti_tstate *ts)
+{
+    park_held(ts, false);
 }
 
 static void record_pause(ft_pause_stats *st, uint64_t ns)

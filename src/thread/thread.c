@@ -212,7 +212,8 @@ void fti_thread_enter(fti_tstate *ts, unsigned flags)
             fti_gil_release(ts, false);
         fti_thread_wait_state(ts, seen);
     }
-    fti_qsbr_online();
+    if (!(flags & FTI_ENTER_KEEP_QSBR))
+        fti_qsbr_online();
     if (flags & FTI_LEAVE_SUSPEND_CS)
         fti_critical_section_resume_top(&ft_tls_head);
 }
@@ -383,6 +384,20 @@ void ft_safepoint_slow(void)
         if (mine != 0 && hooks[h].on_safepoint != NULL)
             hooks[h].on_safepoint(&ft_tls_head, mine);
     }
+}
+
+void fti_safepoint_stop_only(void)
+{
+    fti_tstate *ts = fti_tstate_current();
+
+    if (ts == NULL || ts->blocking_depth != 0)
+        return; /* not attached: no stop waits for this thread */
+    /* acq_rel: acquire as the exchange in ft_safepoint_slow (pairs with the
+     * stopper's release fetch_or); only the STOP bit is taken, the others
+     * stay for the next full safepoint. */
+    uint32_t bits = ft_atomic_fetch_and_acq_rel(&ft_tls_head.pending, ~FT_PENDING_STOP);
+    if (bits & FT_PENDING_STOP)
+        fti_stw_park_online(ts);
 }
 
 void ft_blocking_begin(void)

@@ -37,6 +37,15 @@ typedef struct fti_thread_hooks {
 /* Registers hooks (at init, before any thread attaches). Up to 8 sets. */
 FT_INTERNAL void fti_thread_add_hooks(const fti_thread_hooks *hooks);
 
+/* A safepoint for a stop-the-world request only, for code that runs long
+ * between full safepoints but may sit inside a lock-free read section (the
+ * deallocation loop): the thread parks for a pending stop while staying
+ * online for QSBR (a grace period cannot end meanwhile), and leaves every
+ * other pending bit (QSBR, GIL drop, merges) for its next full safepoint.
+ * The caller guarantees that the collector may run: nothing it could treat
+ * as garbage is half-freed (see src/object/dealloc.c). */
+FT_INTERNAL void fti_safepoint_stop_only(void);
+
 /* True if the index belonged to a thread that vanished in a fork (its TLS
  * is gone; it counts as detached forever). Stable: set in the fork child
  * before any other thread exists, and such indexes are never reused; a

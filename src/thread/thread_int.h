@@ -67,6 +67,8 @@ static inline fti_tstate *fti_tstate_current(void)
 /* Flags of fti_thread_leave / fti_thread_enter. */
 #define FTI_LEAVE_SUSPEND_CS 1u /* suspend (and on enter resume) the critical sections */
 #define FTI_LEAVE_GIL_FORCED 2u /* a forced GIL switch: do not re-take it before a waiter did */
+#define FTI_ENTER_KEEP_QSBR  4u /* enter only: the thread stayed online for QSBR (do not report
+                                   a quiescent state by going online again) */
 
 /* ATTACHED -> DETACHED (offline for QSBR, GIL released). */
 FT_INTERNAL void fti_thread_leave(fti_tstate *ts, unsigned flags);
@@ -86,6 +88,9 @@ FT_INTERNAL void fti_stw_notify(void);                     /* a thread detached 
  * holding it; sets FT_PENDING_STOP on an attached one. True if claimed. */
 FT_INTERNAL bool fti_stw_claim_locked(fti_tstate *ts);
 FT_INTERNAL void fti_stw_park_at_safepoint(fti_tstate *ts); /* FT_PENDING_STOP seen */
+/* The same, but the thread stays online for QSBR while it is held: it may be
+ * inside a lock-free read section (fti_safepoint_stop_only). */
+FT_INTERNAL void fti_stw_park_online(fti_tstate *ts);
 FT_INTERNAL void fti_stw_reset(void);                       /* init / fini */
 FT_INTERNAL void fti_stw_fork_prepare(void);
 FT_INTERNAL void fti_stw_fork_parent(void);

@@ -499,6 +499,76 @@ static void test_concurrent_explicit_collections(void **state)
     assert_int_equal(atomic_load(&found), 2 * 2 * rounds);
 }
 
+/* ---- a stop in the middle of a long deallocation ---- */
+
+/* Freeing a long chain must let a stop-the-world in between objects (a
+ * thread freeing a large structure used to hold every stop for
+ * milliseconds), and a collection during that stop must not see the object
+ * waiting on the worklist (count zero, still holding the rest of the chain)
+ * as garbage: that would free the rest of the chain twice. */
+enum { LONG_CHAIN = FT_CFG_TSAN ? 20000 : 200000, CHAIN_SIGNAL_AT = 1000 };
+static _Atomic long chain_deallocs;
+static _Atomic int chain_freeing;
+
+static void chain_dealloc(void *self)
+{
+    if (atomic_fetch_add(&chain_deallocs, 1) + 1 == CHAIN_SIGNAL_AT) {
+        atomic_store(&chain_freeing, 1);
+        /* Wait until a stop is requested of us: the loop must then park
+         * within its polling interval, long before the chain is gone. */
+        while (!(atomic_load_explicit(&ft_tls_head.pending, memory_order_acquire) & FT_PENDING_STOP)) {
+        }
+    }
+    node_dealloc(self);
+}
+
+static const ft_type chain_type = {
+    .name = "test.chain",
+    .size = sizeof(node),
+    .flags = FT_TYPE_GC,
+    .traverse = node_traverse,
+    .clear = node_clear,
+    .dealloc = chain_dealloc,
+};
+
+static void *chain_freer(void *arg)
+{
+    node *head = NULL;
+
+    (void)arg;
+    for (long i = 0; i < LONG_CHAIN; i++) {
+        node *n = node_new_of(&chain_type);
+
+        n->edge[0] = head; /* our reference to the previous head moves into n */
+        head = n;
+        if ((i & 1023) == 0)
+            ft_safepoint();
+    }
+    ft_decref(head); /* frees the whole chain, one object at a time */
+    return NULL;
+}
+
+static void test_stop_inside_long_deallocation(void **state)
+{
+    pthread_t t;
+
+    (void)state;
+    atomic_store(&chain_deallocs, 0);
+    atomic_store(&chain_freeing, 0);
+    assert_int_equal(ft_thread_start(&t, chain_freer, NULL), 0);
+    while (!atomic_load(&chain_freeing))
+        ft_safepoint();
+    ft_stop_the_world();
+    long mid = atomic_load(&chain_deallocs);
+    assert_true(mid >= CHAIN_SIGNAL_AT && mid < LONG_CHAIN); /* stopped halfway */
+    /* The rest of the chain is referenced from the worklist: not garbage. */
+    assert_int_equal(ft_gc_collect(2), 0);
+    assert_int_equal(atomic_load(&chain_deallocs), mid);
+    ft_start_the_world();
+    assert_int_equal(ft_thread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&chain_deallocs), LONG_CHAIN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_traverse_foreign_pointer),
         cmocka_unit_test_setup_teardown(test_collect_while_others_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_explicit_collections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_inside_long_deallocation, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, gc_group_setup, gc_group_teardown);

@@ -167,6 +167,29 @@ static void test_finalize_once_and_resurrect(void **state)
     ft_fini();
 }
 
+/* An object that dies on the worklist (released by a dying parent) is
+ * untracked while it waits there; if its finalizer resurrects it, it must be
+ * tracked again, or the collector would never see its cycles. */
+static void test_resurrected_from_worklist_is_tracked(void **state)
+{
+    (void)state;
+    init_runtime();
+    atomic_store(&finalize_calls, 0);
+    test_node *child = test_node_new(&resurrecting_type, NULL, 1);
+    test_node *parent = test_node_new(&test_gc_node_type, child, 2); /* takes our reference */
+    assert_true(atomic_load(&child->ob.ob_gc_bits) & FTI_GC_TRACKED);
+    ft_decref(parent); /* frees parent; child goes through the worklist and resurrects */
+    assert_ptr_equal(resurrected, child);
+    assert_int_equal(atomic_load(&finalize_calls), 1);
+    assert_int_equal(ft_refcount(child), 1);
+    uint8_t bits = atomic_load(&child->ob.ob_gc_bits);
+    assert_true(bits & FTI_GC_TRACKED);
+    assert_false(bits & FTI_GC_DYING);
+    resurrected = NULL;
+    ft_decref(child);
+    ft_fini();
+}
+
 /* ---- weakref hook and tracking --------------------------------------------------- */
 
 static _Atomic int weakref_clears;
@@ -228,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_ten_million_chain),
         cmocka_unit_test(test_wide_tree),
         cmocka_unit_test(test_finalize_once_and_resurrect),
+        cmocka_unit_test(test_resurrected_from_worklist_is_tracked),
         cmocka_unit_test(test_weakref_hook_and_untrack),
         cmocka_unit_test(test_sizeof_and_var),
     };
