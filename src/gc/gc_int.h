@@ -102,12 +102,16 @@ typedef struct fti_gc_state {
     _Atomic unsigned threshold[3]; /* any thread, relaxed: read once per decision */
     /* Tracked allocations reported in batches by the alloc_threshold hook
      * since the last collection (any thread, atomic add; reset by the
-     * collector with the world stopped). */
-    _Atomic uint64_t young_count;
+     * collector with the world stopped). The only field every allocating
+     * thread writes: alone on its cache line, so that the read-mostly fields
+     * around it (enabled, thresholds, trigger, epoch) are not invalidated by
+     * every other thread's report. */
+    _Alignas(64) _Atomic uint64_t young_count;
+    char young_count_pad[64 - sizeof(uint64_t)];
     /* young_count that triggers a young collection: threshold0 scaled by
      * the allocations-per-surviving-young-object ratio the last collection
      * measured (collector writes, hook reads; relaxed). See docs/gc.md. */
-    _Atomic uint64_t young_trigger;
+    _Alignas(64) _Atomic uint64_t young_trigger;
     /* Threads that reported at least one allocation batch since the last
      * collection (hook adds 1 the first time per epoch; the collector reads
      * and resets it with the world stopped), and the collection epoch those
