@@ -37,6 +37,7 @@ typedef struct ft_thread_head {
     void *tstate;               /* thread layer: full state while attached (owner) */
     void *object_state;         /* object layer: BRC queue, delayed frees (owner) */
     uint64_t gc_alloc_count;    /* tracked objects allocated since last collection (owner) */
+    uint32_t lockfree_reads;    /* object layer: depth of lock-free read sections (owner) */
 } ft_thread_head;
 
 /* The calling thread's head. Initial value: not attached. */

@@ -459,7 +459,7 @@ enum { LOOKUP_FOUND, LOOKUP_ABSENT, LOOKUP_RETRY };
 
 /* Compares a key read from an entry without a lock with the caller's key.
  * Returns 1 equal, 0 different, -1 when the entry changed under us. */
-static int key_matches_lockfree(_Atomic(ft_object *) *slot, ft_object *stored, const void *key)
+static FT_NOINLINE int key_matches_lockfree(_Atomic(ft_object *) *slot, ft_object *stored, const void *key)
 {
     int eq;
 
@@ -477,7 +477,12 @@ static int key_matches_lockfree(_Atomic(ft_object *) *slot, ft_object *stored, c
         return -1;
     }
     eq = fti_key_equal(stored, key) ? 1 : 0;
+    /* The probe reads on in this storage after the drop: if the drop ends
+     * the key's life, its deallocation must not force a grace period here
+     * (object/object.h, fti_lockfree_read_begin). */
+    fti_lockfree_read_begin();
     ft_decref(stored);
+    fti_lockfree_read_end();
     return eq;
 }
 
@@ -510,7 +515,8 @@ static inline __attribute__((always_inline)) int dict_get_lockfree(fti_dict *d, 
 
             if (stored == NULL)
                 return LOOKUP_RETRY;
-            int m = key_matches_lockfree(&e->key, stored, key);
+            /* identity first, inline: interned and int-cache keys */
+            int m = stored == key ? 1 : key_matches_lockfree(&e->key, stored, key);
 
             if (m < 0)
                 return LOOKUP_RETRY;

@@ -141,6 +141,8 @@ void fti_delayed_enforce_budget(fti_object_tstate *ts)
     fti_delayed_poll(ts); /* another thread's grace period may have been enough */
     if (!ts->budget_exceeded || fti_world_is_stopped())
         return; /* never wait for a grace period while the world is stopped */
+    if (ft_tls_head.lockfree_reads != 0)
+        return; /* inside a lock-free read: later (object.h, fti_lockfree_read_begin) */
     grace_period();
     /* relaxed: a statistic. */
     ft_atomic_fetch_add_relaxed(&stat_forced, 1);

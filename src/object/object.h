@@ -80,4 +80,22 @@ FT_INTERNAL void fti_brc_merge_self(void);
 FT_INTERNAL int fti_object_init(const ft_config *cfg);
 FT_INTERNAL void fti_object_fini(void);
 
+/* Lock-free read sections. A container lookup that reads shared storage
+ * without a lock, takes ft_try_incref references and may drop one (a failed
+ * re-check, a compared key) *and then keeps reading that storage* must run
+ * inside one: a deallocation started by such a drop must not force a QSBR
+ * grace period there, since the thread would report a quiescent state while
+ * it still holds pointers into storage the grace period lets others free.
+ * Inside a section the delayed-free budget is enforced later (the next
+ * safepoint, or the next deallocation outside any section). Nests; owner only. */
+static inline void fti_lockfree_read_begin(void)
+{
+    ft_tls_head.lockfree_reads++;
+}
+
+static inline void fti_lockfree_read_end(void)
+{
+    ft_tls_head.lockfree_reads--;
+}
+
 #endif /* FT_OBJECT_INT_H */

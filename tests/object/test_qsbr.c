@@ -184,12 +184,43 @@ static void test_budget_forces_grace_periods(void **state)
     ft_fini();
 }
 
+/* Inside a lock-free read section a deallocation never forces a grace
+ * period (the reader would report a quiescent state while it still reads
+ * shared storage); the budget is enforced at the next safepoint. */
+static void test_no_grace_period_inside_lockfree_read(void **state)
+{
+    (void)state;
+    const size_t budget = 16 * 1024;
+    init_runtime(budget);
+    fti_delayed_stats st0, st;
+    fti_delayed_get_stats(&st0);
+    fti_lockfree_read_begin();
+    for (int i = 0; i < 2000; i++) { /* 64 KB and more: four budgets */
+        test_node *shared_node = test_node_new(&test_node_type, NULL, 0);
+        ft_set_shared_read(shared_node);
+        ft_decref(shared_node);
+    }
+    fti_delayed_get_stats(&st);
+    assert_int_equal(st.forced_grace_periods, st0.forced_grace_periods);
+    assert_true(st.held_bytes > budget);
+    fti_lockfree_read_end();
+    ft_safepoint(); /* nothing pending: the next deallocation enforces it */
+    test_node *shared_node = test_node_new(&test_node_type, NULL, 0);
+    ft_set_shared_read(shared_node);
+    ft_decref(shared_node);
+    fti_delayed_get_stats(&st);
+    assert_true(st.forced_grace_periods > st0.forced_grace_periods);
+    assert_true(st.held_bytes <= budget);
+    ft_fini();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_try_incref_basics),
         cmocka_unit_test(test_try_incref_races_last_decref),
         cmocka_unit_test(test_budget_forces_grace_periods),
+        cmocka_unit_test(test_no_grace_period_inside_lockfree_read),
     };
     if (getenv("FT_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("FT_TEST_FILTER")); /* run one test by name */
