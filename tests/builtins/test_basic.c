@@ -10,19 +10,6 @@
 
 #include <errno.h>
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL) == 0 ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 static void test_singletons(void **state)
 {
     (void)state;
@@ -281,5 +268,5 @@ int main(void)
         cmocka_unit_test(test_tuple),
         cmocka_unit_test(test_sizeof),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }

@@ -19,19 +19,6 @@
 #define PER_THREAD (FT_CFG_TSAN ? 2000 : 10000)
 #define ROUNDS (FT_CFG_TSAN ? 2 : 4)
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL) == 0 ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 static void test_dict_api(void **state)
 {
     (void)state;
@@ -529,5 +516,5 @@ int main(void)
         cmocka_unit_test(test_dict_concurrent),
         cmocka_unit_test(test_dict_contended_keys),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }

@@ -18,19 +18,6 @@
 #define PER_THREAD (FT_CFG_TSAN ? 5000 : 30000)
 #define VALUE_BASE 100000 /* above the small-int cache: heap ints, really counted */
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL) == 0 ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 static void test_list_api(void **state)
 {
     (void)state;
@@ -384,5 +371,5 @@ int main(void)
         cmocka_unit_test(test_list_concurrent),
         cmocka_unit_test(test_list_append_pop_mixed),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }

@@ -12,19 +12,6 @@
 #define NTHREADS 4
 #define PER_THREAD (FT_CFG_TSAN ? 1500 : 10000)
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL) == 0 ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 static void test_entries_vanish(void **state)
 {
     (void)state;
@@ -225,5 +212,5 @@ int main(void)
         cmocka_unit_test(test_concurrent_deaths),
         cmocka_unit_test(test_map_dies_while_values_die),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }

@@ -168,4 +168,27 @@ static inline int gc_group_teardown(void **state)
     return 0;
 }
 
+/* Per-test fixtures: every test ends with nothing of its own left alive
+ * (cmocka_unit_test_setup_teardown(test, node_leak_mark, node_leak_check)). */
+static long node_live_at_start;
+
+__attribute__((unused)) static int node_leak_mark(void **state)
+{
+    (void)state;
+    node_live_at_start = atomic_load(&nodes_live);
+    return 0;
+}
+
+__attribute__((unused)) static int node_leak_check(void **state)
+{
+    (void)state;
+    ft_gc_collect(2);
+    ft_safepoint();
+    if (atomic_load(&nodes_live) != node_live_at_start) {
+        fprintf(stderr, "leak: %ld nodes live, %ld at start\n", atomic_load(&nodes_live), node_live_at_start);
+        return -1;
+    }
+    return 0;
+}
+
 #endif /* GC_NODES_H */

@@ -9,28 +9,6 @@
 
 #include <pthread.h>
 
-static long live_at_start;
-
-static int setup(void **state)
-{
-    (void)state;
-    live_at_start = atomic_load(&nodes_live);
-    return 0;
-}
-
-/* Every test ends with nothing of its own left alive. */
-static int teardown(void **state)
-{
-    (void)state;
-    ft_gc_collect(2);
-    ft_safepoint();
-    if (atomic_load(&nodes_live) != live_at_start) {
-        fprintf(stderr, "leak: %ld nodes live, %ld at start\n", atomic_load(&nodes_live), live_at_start);
-        return -1;
-    }
-    return 0;
-}
-
 static uint8_t gc_bits_of(const void *o)
 {
     return atomic_load_explicit(&((ft_object *)o)->ob_gc_bits, memory_order_relaxed);
@@ -572,21 +550,21 @@ static void test_stop_inside_long_deallocation(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_two_node_cycle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_self_reference, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reachable_cycle_kept, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_local_root_deferred, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_finalizers_in_cycle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_resurrection, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_finalizer_new_cycle_and_nested_collect, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_uncollectable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_generations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_node_cycle, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_self_reference, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_reachable_cycle_kept, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_local_root_deferred, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_finalizers_in_cycle, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_resurrection, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_finalizer_new_cycle_and_nested_collect, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_uncollectable, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_generations, node_leak_mark, node_leak_check),
         cmocka_unit_test(test_bad_generation),
         cmocka_unit_test(test_traverse_freed_pointer),
         cmocka_unit_test(test_traverse_foreign_pointer),
-        cmocka_unit_test_setup_teardown(test_collect_while_others_block, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_explicit_collections, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_inside_long_deallocation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_collect_while_others_block, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_concurrent_explicit_collections, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_stop_inside_long_deallocation, node_leak_mark, node_leak_check),
     };
 
     return cmocka_run_group_tests(tests, gc_group_setup, gc_group_teardown);

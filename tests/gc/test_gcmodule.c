@@ -9,26 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static long live_at_start;
-
-static int setup(void **state)
-{
-    (void)state;
-    live_at_start = atomic_load(&nodes_live);
-    return 0;
-}
-
 static int teardown(void **state)
 {
-    (void)state;
     ft_gc_disable();
-    ft_gc_collect(2);
-    ft_safepoint();
-    if (atomic_load(&nodes_live) != live_at_start) {
-        fprintf(stderr, "leak: %ld nodes live, %ld at start\n", atomic_load(&nodes_live), live_at_start);
-        return -1;
-    }
-    return 0;
+    return node_leak_check(state);
 }
 
 static void make_garbage_cycles(int n)
@@ -445,17 +429,17 @@ static void test_reinit_keeps_auto_collection(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_thresholds_and_auto_collection, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_callbacks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_visit_referrers_referents, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_freeze, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_most_common_types, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dot_export, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_leak_report, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cycle_among_churn_collected, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_two_thread_churn_collections, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reinit_keeps_auto_collection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thresholds_and_auto_collection, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_stats, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_callbacks, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_visit_referrers_referents, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_freeze, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_most_common_types, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_dot_export, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_leak_report, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_cycle_among_churn_collected, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_two_thread_churn_collections, node_leak_mark, teardown),
+        cmocka_unit_test_setup_teardown(test_reinit_keeps_auto_collection, node_leak_mark, teardown),
     };
 
     return cmocka_run_group_tests(tests, gc_group_setup, gc_group_teardown);

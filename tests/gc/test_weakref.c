@@ -6,27 +6,6 @@
 
 #include <pthread.h>
 
-static long live_at_start;
-
-static int setup(void **state)
-{
-    (void)state;
-    live_at_start = atomic_load(&nodes_live);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_gc_collect(2);
-    ft_safepoint();
-    if (atomic_load(&nodes_live) != live_at_start) {
-        fprintf(stderr, "leak: %ld nodes live, %ld at start\n", atomic_load(&nodes_live), live_at_start);
-        return -1;
-    }
-    return 0;
-}
-
 typedef struct cb_log {
     int calls;
     void *last_weakref;
@@ -239,13 +218,13 @@ static void test_get_races_last_decref(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_get_and_death, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_weakref_dies_first, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_callback_drops_own_weakref, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_collector_clears_weakrefs_to_cycles, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_weakref_no_callback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_weakref_to_live_target, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_get_races_last_decref, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_and_death, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_weakref_dies_first, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_callback_drops_own_weakref, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_collector_clears_weakrefs_to_cycles, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_garbage_weakref_no_callback, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_garbage_weakref_to_live_target, node_leak_mark, node_leak_check),
+        cmocka_unit_test_setup_teardown(test_get_races_last_decref, node_leak_mark, node_leak_check),
     };
 
     return cmocka_run_group_tests(tests, gc_group_setup, gc_group_teardown);

@@ -266,19 +266,6 @@ static void test_two_object_writers(void **state)
     assert_int_equal(pair_b, 4L * PAIR_ITERS);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,5 +279,5 @@ int main(void)
         cmocka_unit_test(test_no_deadlock_between_two_sections),
         cmocka_unit_test(test_two_object_writers),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }

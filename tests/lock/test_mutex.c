@@ -210,19 +210,6 @@ static void test_parked_waiter_does_not_delay_stop(void **state)
     assert_int_equal(waiter_got_lock, 1);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,5 +221,5 @@ int main(void)
         cmocka_unit_test(test_park_unpark),
         cmocka_unit_test(test_parked_waiter_does_not_delay_stop),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }

@@ -17,6 +17,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ftrt/runtime.h"
+
+/* Group fixtures: the runtime with its defaults and the FTRT_* environment
+ * (cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down)). */
+static inline int ft_test_runtime_up(void **state)
+{
+    (void)state;
+    return ft_init(NULL);
+}
+
+static inline int ft_test_runtime_down(void **state)
+{
+    (void)state;
+    ft_fini();
+    return 0;
+}
+
 /* Runs fn(arg) in a forked child whose stderr is captured. Returns true when
  * the child died of SIGABRT and its stderr contains `expect`; prints what it
  * saw otherwise. For testing misuse paths that abort by contract. */

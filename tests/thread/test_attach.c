@@ -183,19 +183,6 @@ static void test_request_reaches_hook(void **state)
     assert_int_equal(atomic_load(&hook_bits_seen), FT_PENDING_GC);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,5 +194,5 @@ int main(void)
         cmocka_unit_test(test_misuse_aborts),
         cmocka_unit_test(test_request_reaches_hook),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }

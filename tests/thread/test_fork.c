@@ -168,24 +168,11 @@ static void test_fork_during_grace_periods(void **state)
     assert_true(atomic_load(&grace_periods) > 0);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_while_threads_run),
         cmocka_unit_test(test_fork_during_grace_periods),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }

@@ -90,24 +90,11 @@ static void test_synchronize_alone(void **state)
     ft_safepoint();
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_synchronize_alone),
         cmocka_unit_test(test_grace_periods),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }

@@ -237,19 +237,6 @@ static void test_try_suspend_detached(void **state)
     assert_int_equal(atomic_load(&sleeper_left_region), 1);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return ft_init(NULL);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    ft_fini();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,5 +245,5 @@ int main(void)
         cmocka_unit_test(test_nested_requests_from_two_threads),
         cmocka_unit_test(test_try_suspend_detached),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ft_test_runtime_up, ft_test_runtime_down);
 }
