@@ -55,6 +55,9 @@
 #define ft_atomic_cas_weak_relaxed(p, expected, desired) \
     atomic_compare_exchange_weak_explicit((p), (expected), (desired), \
         memory_order_relaxed, memory_order_relaxed)
+#define ft_atomic_cas_weak_acquire(p, expected, desired) \
+    atomic_compare_exchange_weak_explicit((p), (expected), (desired), \
+        memory_order_acquire, memory_order_relaxed)
 #define ft_atomic_cas_weak_release(p, expected, desired) \
     atomic_compare_exchange_weak_explicit((p), (expected), (desired), \
         memory_order_release, memory_order_relaxed)

@@ -67,7 +67,7 @@ static void tnode_clear(void *self)
 static const ft_type tnode_type = {
     .name = "bintrees.node",
     .size = sizeof(tnode),
-    .flags = FT_TYPE_GC | FT_TYPE_NO_SHARED_READS,
+    .flags = FT_TYPE_GC,
     .traverse = tnode_traverse,
     .clear = tnode_clear,
 };

@@ -1,7 +1,8 @@
 /* bench_alloc_threads.c - 1 vs 2 threads (and more, oversubscribed on a
  * 2-core machine), each creating and dropping small objects of its own:
- * a node holding a child (two objects per iteration), with the default
- * QSBR-delayed free and with FT_TYPE_NO_SHARED_READS (immediate free).
+ * a node holding a child (two objects per iteration), marked with
+ * ft_set_shared_read (as a container marks what it stores: deaths decide
+ * with a CAS) and unmarked (the owner's fast death, no atomic).
  * Prints ops/s per thread count, the speedup over one thread, medians of 5
  * runs, JSON lines. Never asserts on time. */
 #include "bench_util.h"
@@ -22,12 +23,11 @@ static int small_traverse(void *self, ft_visit_fn visit, void *arg)
     return n->child != NULL ? visit(n->child, arg) : 0;
 }
 
-static const ft_type delayed_type = {
+static const ft_type marked_type = {
     .name = "small_node", .size = sizeof(small_node), .traverse = small_traverse,
 };
-static const ft_type immediate_type = {
-    .name = "small_node_nsr", .size = sizeof(small_node), .flags = FT_TYPE_NO_SHARED_READS,
-    .traverse = small_traverse,
+static const ft_type plain_type = {
+    .name = "small_node_plain", .size = sizeof(small_node), .traverse = small_traverse,
 };
 
 typedef struct worker_arg {
@@ -44,8 +44,8 @@ static void *worker(void *arg)
     for (long i = 0; i < a->iterations; i++) {
         small_node *leaf = ft_new(a->type);
         small_node *n = ft_new(a->type);
-        if (a->type == &delayed_type) {
-            /* as if published to lock-free readers: freed after a grace period */
+        if (a->type == &marked_type) {
+            /* as if published to lock-free readers */
             ft_set_shared_read(leaf);
             ft_set_shared_read(n);
         }
@@ -135,8 +135,8 @@ int main(int argc, char **argv)
                "\"speedup\":%.3f}\n", threads, ceiling);
     }
     ft_blocking_end();
-    const ft_type *types[2] = { &delayed_type, &immediate_type };
-    const char *names[2] = { "qsbr_delayed", "immediate" };
+    const ft_type *types[2] = { &marked_type, &plain_type };
+    const char *names[2] = { "marked", "unmarked" };
     for (int k = 0; k < 2; k++) {
         double base = 0;
         for (int threads = 1; threads <= max_threads; threads *= 2) {

@@ -63,6 +63,8 @@ typedef struct ft_mem_stats {
     size_t page_bytes;          /* bytes of one page */
     size_t pages_in_use;        /* pages holding a size class */
     size_t pages_abandoned;     /* of which abandoned by departed heaps */
+    size_t pages_retired;       /* of which empty object pages waiting for a QSBR grace period
+                                   before they may change size class (type-stable memory) */
     size_t heaps;               /* heaps owned by live threads */
     size_t bytes_in_use;        /* block bytes handed out (small, medium, large) */
     size_t peak_bytes_committed;/* peak of page bytes held by heaps + large bytes */

@@ -20,10 +20,9 @@ typedef struct ft_type ft_type;
 typedef int (*ft_visit_fn)(void *obj, void *arg);
 
 #define FT_TYPE_GC (1u << 0) /* may be part of cycles: tracked and walked by the collector */
-/* Objects of the type are never read lock-free (never reached through
- * ft_try_incref from a slot another thread may overwrite): their memory is
- * freed at once instead of after a QSBR grace period (docs/objects.md). */
-#define FT_TYPE_NO_SHARED_READS (1u << 1)
+/* (1u << 1) was FT_TYPE_NO_SHARED_READS: every object's memory is now freed
+ * at once (type-stable memory, docs/objects.md), so there is nothing left
+ * for a type to opt out of. */
 
 struct ft_type {                   /* static and immortal; not itself an object */
     const char *name;
@@ -65,7 +64,9 @@ struct ft_object {
 /* Low bits of ob_ref_shared (the BRC state machine of PEP 703). */
 #define FT_SHARED_SHIFT    2
 #define FT_SHARED_DEFAULT  0 /* owned, nothing queued */
-#define FT_SHARED_WEAKREFS 1 /* unowned... reserved for weakref racing (see docs) */
+#define FT_SHARED_WEAKREFS 1 /* owned, marked shared-read: may be reached without a counted
+                                reference (container slots, weakrefs), so its death takes a CAS
+                                and ft_try_incref may count on it (CPython's _Py_REF_MAYBE_WEAKREF) */
 #define FT_SHARED_QUEUED   2 /* queued to its owner for a merge */
 #define FT_SHARED_MERGED   3 /* counts merged: the shared count is the total */
 #define FT_SHARED_MASK     3
@@ -133,26 +134,36 @@ static inline void ft_xdecref(void *op)
 }
 
 /* Takes a new reference to an object read from a shared slot without a lock.
- * Fails (returns false) when the object's count already reached zero; the
- * object's memory stays type-stable until a QSBR grace period has passed, so
- * the call itself is safe on such an object. Re-check the slot after success.
- * Valid only on objects marked with ft_set_shared_read before the pointer was
- * published (the builtin containers mark everything they store). */
+ * Fails (returns false) when the object is dead or dying, and may also fail
+ * on a live object of another thread that was never marked with
+ * ft_set_shared_read: take the slot's lock and incref then, as CPython does.
+ * Safe on a stale pointer while the calling thread has not passed a
+ * quiescent state since it loaded it: object memory is type-stable (a freed
+ * block keeps a dead header until it holds a newer object of the same size,
+ * and its page keeps its size class until a QSBR grace period). The
+ * reference may thus be to a newer object at the same address: re-check the
+ * slot after success, and drop the reference if it changed. Mark objects
+ * with ft_set_shared_read before publishing them in such slots (the builtin
+ * containers mark everything they store). */
 FT_API bool ft_try_incref(void *o);
 
-/* Marks o as readable lock-free (FT_OB_SHARED_READ): when it dies, its memory
- * is freed after a QSBR grace period instead of at once. Call it, holding a
- * reference, before publishing o in a slot that readers load without a lock
- * and then ft_try_incref. Unmarked objects die without an atomic operation
- * and their memory is reused at once. */
+/* The out-of-line part of ft_set_shared_read. */
+FT_API FT_NOINLINE void ft_mark_shared_read(ft_object *o);
+
+/* Marks o as readable lock-free (FT_OB_SHARED_READ, and the shared state
+ * FT_SHARED_WEAKREFS): its death then always decides with a CAS, so a
+ * concurrent ft_try_incref from any thread either keeps it alive or fails.
+ * Call it, holding a reference, before publishing o in a slot that readers
+ * load without a lock and then ft_try_incref. Unmarked objects die without
+ * an atomic operation. Freed memory is reused at once either way. */
 static inline void ft_set_shared_read(void *op)
 {
     ft_object *o = (ft_object *)op;
-    /* relaxed: the flag is read by the object's last decref after an acquire
-     * that pairs with our later release decref (or by the owner itself); the
-     * load spares the common already-marked case a read-modify-write. */
+    /* relaxed: the flag is set once, by ft_mark_shared_read, before the
+     * marking CAS; the load spares the common already-marked case any
+     * read-modify-write. */
     if (!(atomic_load_explicit(&o->ob_flags, memory_order_relaxed) & FT_OB_SHARED_READ))
-        atomic_fetch_or_explicit(&o->ob_flags, FT_OB_SHARED_READ, memory_order_relaxed);
+        ft_mark_shared_read(o);
 }
 
 /* Allocates an object of type t with count 1, owned by the calling thread,

@@ -50,9 +50,9 @@ typedef struct fti_tuple {
 } fti_tuple;
 
 /* Before an object is published in a slot that readers load without a lock
- * (list slots, dict keys and values): marks it FT_OB_SHARED_READ so that its
- * memory outlives a QSBR grace period when it dies, which is what makes
- * ft_try_incref on a stale slot value safe. The caller holds a reference.
+ * (list slots, dict keys and values): marks it shared-read, so that
+ * ft_try_incref from any thread succeeds on it while it lives (its death
+ * decides with a CAS). The caller holds a reference.
  * Immortal objects never die and static ones must not be written: skipped. */
 static inline void fti_mark_shared_read(void *o)
 {

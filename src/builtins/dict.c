@@ -23,10 +23,13 @@
  *   - A replaced keys block is freed with fti_qsbr_free_delayed: readers are
  *     attached threads between safepoints, so a block they loaded stays
  *     readable until their next quiescent state.
- *   - Values and keys removed from the dict may be dying; ft_try_incref fails
- *     once their count reached zero (memory stays type-stable for a grace
- *     period: both are marked FT_OB_SHARED_READ before they are stored), and the re-check proves the value was mapped from the key in
- *     the current keys block after we took our reference.
+ *   - Values and keys removed from the dict may be dying or dead, their
+ *     blocks even reused by newer objects of the same size: object memory is
+ *     type-stable (ftrt/object.h, ft_try_incref). ft_try_incref fails on a
+ *     dead header, and both are marked shared-read before they are stored,
+ *     so it never fails on a live one; the re-check proves the value was
+ *     mapped from the key in the current keys block after we took our
+ *     reference, and drops a reference that went to a newer object.
  *   - References are released, and replaced blocks retired, only after the
  *     section ends (a decref may run deallocation that locks this dict
  *     again; a retirement may force a grace period, which must not wait
@@ -465,8 +468,12 @@ static FT_NOINLINE int key_matches_lockfree(_Atomic(ft_object *) *slot, ft_objec
 
     if (stored == key)
         return 1;
-    /* relaxed: FT_REF_IMMORTAL is set before publication (interned keys). */
-    if (ft_atomic_load_relaxed(&stored->ob_ref_local) == FT_REF_IMMORTAL)
+    /* acquire: pairs with the release in ft_set_immortal. An immortal key is
+     * compared without a count; if the entry changed meanwhile and the block
+     * now holds a newer immortal object (type-stable memory), the acquire
+     * makes its contents readable, and the caller's re-check of the entry
+     * rejects the answer. */
+    if (ft_atomic_load_acquire(&stored->ob_ref_local) == FT_REF_IMMORTAL)
         return fti_key_equal(stored, key) ? 1 : 0;
     if (!ft_try_incref(stored))
         return -1;

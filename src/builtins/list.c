@@ -19,11 +19,13 @@
  *   - Old storage is freed with fti_qsbr_free_delayed: a reader is an
  *     attached thread between safepoints, so storage it loaded stays
  *     readable until it passes a quiescent state.
- *   - An item removed from its slot may be dying; ft_try_incref fails on an
- *     object whose count reached zero, and object memory stays type-stable
- *     for a grace period (items are marked FT_OB_SHARED_READ before they are
- *     stored, which is what asks the object layer for that delay). Success plus the re-check means the item was in the
- *     list at the moment of the re-check, and we hold a reference.
+ *   - An item removed from its slot may be dying or dead, its block even
+ *     reused by a newer object of the same size: object memory is
+ *     type-stable (ftrt/object.h, ft_try_incref). ft_try_incref fails on a
+ *     dead header, and items are marked shared-read before they are stored,
+ *     so it never fails on a live one. Success plus the re-check means the
+ *     item was in the list at the moment of the re-check, and we hold a
+ *     reference (to a newer object, the re-check fails and we drop it).
  * References are never released inside the section: a decref can run
  * arbitrary deallocation, which could try to lock this same list. Replaced
  * storage is also retired after the section, so a grace period forced by the

@@ -12,9 +12,10 @@
  * the callback looks the id up in a registry of live maps and takes a
  * reference with ft_try_incref under the registry lock:
  *   - a map is in the registry from creation until its deallocation, which
- *     removes it under the lock before its memory is released (and object
- *     memory is QSBR-delayed anyway), so a pointer found there is readable;
- *   - ft_try_incref fails once the map's count reached zero, so a callback
+ *     removes it under the lock before its memory is released, so a
+ *     pointer found there is readable;
+ *   - the map is marked shared-read, so ft_try_incref from any thread
+ *     succeeds while it lives and fails once its count reached zero: a callback
  *     never revives a dying map; if it succeeds the map stays alive while
  *     the callback uses it.
  * A late callback for a weakref the map already replaced finds no entry
@@ -140,6 +141,9 @@ void *ft_weakvaluemap_new(void)
     m->dict = dict;
     /* relaxed: a unique number; nothing is published through it. */
     m->id = ft_atomic_fetch_add_relaxed(&next_map_id, 1);
+    /* Callbacks on other threads reach it through the registry, without a
+     * counted reference, and take one with ft_try_incref. */
+    ft_set_shared_read(m);
     registry_add(m);
     return m;
 }

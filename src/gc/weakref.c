@@ -165,8 +165,10 @@ static void weakref_clear(void *self)
 static void weakref_dealloc(void *self)
 {
     fti_weakref *wr = self;
-    /* relaxed: a hint to pick the shard; re-read under its lock. */
-    ft_object *target = ft_atomic_load_relaxed(&wr->target);
+    /* acquire: pairs with the release store of NULL in detach_all, whose
+     * accesses to this weakref then happen before its memory is freed and
+     * reused (right after this dealloc). Non-NULL: the shard to lock. */
+    ft_object *target = ft_atomic_load_acquire(&wr->target);
     wr_shard *s;
 
     if (target == NULL)
@@ -239,6 +241,9 @@ void *ft_weakref_new(void *target_ptr, ft_weakref_callback cb, void *arg)
      * dealloc (after the count reaches zero, which the caller's reference
      * orders after this). */
     ft_atomic_fetch_or_release(&target->ob_flags, FT_OB_HAS_WEAKREFS);
+    /* ft_weakref_get takes its reference with ft_try_incref, which fails on
+     * an unmarked object of another thread (ftrt/object.h). */
+    ft_set_shared_read(target);
     pthread_mutex_unlock(&s->lock);
     return wr;
 }
@@ -320,18 +325,20 @@ static void detach_all(wr_shard *s, ft_object *target, fti_gc_vec *due)
     free(e);
     while (wr != NULL) {
         fti_weakref *next = wr->next;
+        /* relaxed: garbage weakrefs are marked with the world stopped. */
+        bool call = wr->callback != NULL
+                    && (ft_atomic_load_relaxed(&wr->ob.ob_gc_bits) & FTI_GC_UNREACHABLE) == 0
+                    && ft_try_incref(wr);
 
         wr->prev = wr->next = NULL;
-        /* relaxed: under the shard lock (see the file comment). */
-        ft_atomic_store_relaxed(&wr->target, NULL);
-        /* relaxed: garbage weakrefs are marked with the world stopped. */
-        if (wr->callback != NULL
-            && (ft_atomic_load_relaxed(&wr->ob.ob_gc_bits) & FTI_GC_UNREACHABLE) == 0
-            && ft_try_incref(wr)) {
-            if (fti_gc_vec_push(due, wr) != 0) {
-                fti_warn("weakref: out of memory; a callback of %p is dropped", (void *)wr);
-                ft_decref(wr);
-            }
+        /* release: the last access to a weakref we hold no reference to. A
+         * weakref dying meanwhile on another thread sees NULL in its dealloc
+         * (acquire) and is freed at once, its block reused: every access
+         * above must happen before that (see weakref_dealloc). */
+        ft_atomic_store_release(&wr->target, NULL);
+        if (call && fti_gc_vec_push(due, wr) != 0) {
+            fti_warn("weakref: out of memory; a callback of %p is dropped", (void *)wr);
+            ft_decref(wr);
         }
         wr = next;
     }

@@ -286,6 +286,9 @@ fti_page *fti_arena_page_alloc(struct fti_heap *heap, fti_kind kind, unsigned cl
         ft_atomic_fetch_sub_relaxed(&fti_mem_ctr.arenas_empty, 1);
     }
     size_t bs = fti_class_size(cls);
+    /* Object blocks keep their 24-byte header across a free (mem.h). */
+    FT_CHECK(kind == FTI_KIND_RAW || bs >= FTI_OBJECT_MIN_BLOCK,
+             "mem: object blocks of %zu bytes are below the %u-byte minimum", bs, FTI_OBJECT_MIN_BLOCK);
     unsigned idx = (unsigned)(pg - a->pages);
     pg->free = NULL;
     pg->local_free = NULL;
@@ -296,6 +299,8 @@ fti_page *fti_arena_page_alloc(struct fti_heap *heap, fti_kind kind, unsigned cl
     pg->kind = (uint8_t)kind;
     pg->cls = (uint8_t)cls;
     pg->touched = 1;
+    pg->retired = 0;
+    pg->retire_stamp = 0;
     page_key_seed = page_key_seed * 6364136223846793005ull + 1442695040888963407ull;
     pg->key = (uintptr_t)(page_key_seed ^ ((uintptr_t)pg >> 4)) | 1u;
     ft_atomic_store_relaxed(&pg->thread_free, 0); /* relaxed: as for used */

@@ -47,6 +47,8 @@ static struct fti_heap *heap_all;      /* every heap record (heap_list_lock) */
 static pthread_once_t heap_key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t heap_key;
 
+static _Atomic size_t retired_pages_total; /* pages with retired set (relaxed: a statistic) */
+
 static pthread_mutex_t abandon_lock = PTHREAD_MUTEX_INITIALIZER;
 static fti_page_queue abandoned[FTI_KIND_COUNT][FTI_NCLASS]; /* (abandon_lock) */
 static size_t abandoned_pages;          /* (abandon_lock) */
@@ -163,6 +165,8 @@ static void heap_reset(struct fti_heap *h)
         }
     }
     h->retire_hold = 0;
+    h->retired.head = h->retired.tail = NULL;
+    h->retired_count = 0;
 }
 
 static FT_NOINLINE struct fti_heap *heap_create(void)
@@ -200,8 +204,10 @@ fti_heap *fti_heap_current(void)
     return h != NULL ? h : heap_create();
 }
 
-void fti_heap_stats(size_t *live_heaps, size_t *abandoned_count)
+void fti_heap_stats(size_t *live_heaps, size_t *abandoned_count, size_t *retired_count)
 {
+    /* relaxed: a statistic. */
+    *retired_count = ft_atomic_load_relaxed(&retired_pages_total);
     size_t n = 0;
     pthread_mutex_lock(&heap_list_lock);
     for (struct fti_heap *h = heap_all; h != NULL; h = h->next_all)
@@ -216,7 +222,8 @@ void fti_heap_stats(size_t *live_heaps, size_t *abandoned_count)
 /* ==== pages ============================================================= */
 
 /* Links the next never-used slots (about 4 KiB worth) into page->free, which
- * is empty. Object kinds get bytes 0..7 zeroed: the page may be reused. */
+ * is empty. Object kinds get bytes 0..15 (owner and counts) zeroed: the page
+ * may have held another class before (mem.h's contract). */
 static void page_extend(fti_page *pg)
 {
     uint32_t bs = pg->block_size;
@@ -230,7 +237,7 @@ static void page_extend(fti_page *pg)
     for (uint32_t i = 0; i < n; i++) {
         fti_block *b = (fti_block *)(first + (size_t)i * bs);
         if (zero_head)
-            b->keep = 0;
+            memset(b, 0, 16);
         fti_block_set_next(pg, b, i + 1 < n ? (fti_block *)(first + (size_t)(i + 1) * bs) : pg->free);
     }
     pg->free = (fti_block *)first;
@@ -278,14 +285,122 @@ static uint32_t page_collect(fti_page *pg)
     return count;
 }
 
-/* Releases an empty page of heap h (which holds it in queue q). */
-static void page_release(struct fti_heap *h, fti_page_queue *q, fti_page *pg)
+/* ==== type-stable object pages ========================================= */
+
+/* Written at runtime init and fini while no other thread allocates (mem.h);
+ * read-only in between. */
+static fti_mem_qsbr_hooks qsbr_hooks;
+static uint32_t retire_limit_pages;
+
+void fti_mem_set_qsbr_hooks(const fti_mem_qsbr_hooks *hooks)
+{
+    if (hooks == NULL) {
+        memset(&qsbr_hooks, 0, sizeof qsbr_hooks);
+        retire_limit_pages = 0;
+        return;
+    }
+    qsbr_hooks = *hooks;
+    size_t pages = hooks->retire_limit_bytes / FTI_PAGE_SIZE;
+    retire_limit_pages = pages < 4 ? 4 : pages > 4096 ? 4096 : (uint32_t)pages;
+}
+
+/* True if an empty page must wait for a grace period before it leaves its
+ * class (mem.h's type-stable pages). */
+static bool page_needs_grace(const fti_page *pg)
+{
+    return pg->kind != FTI_KIND_RAW && qsbr_hooks.stamp != NULL;
+}
+
+/* True if the empty page pg, retired earlier, may leave its class now. */
+static bool retired_page_safe(const fti_page *pg, uint64_t done)
+{
+    return !page_needs_grace(pg) || (pg->retired && pg->retire_stamp < done);
+}
+
+/* Marks an empty page retired with a fresh stamp (once). */
+static void page_stamp(fti_page *pg)
+{
+    if (!pg->retired) {
+        pg->retired = 1;
+        pg->retire_stamp = qsbr_hooks.stamp();
+        /* relaxed: a statistic. */
+        ft_atomic_fetch_add_relaxed(&retired_pages_total, 1);
+    }
+}
+
+/* The page is in use again, in the class it never left, or released. */
+static void page_unretire(fti_page *pg)
+{
+    if (pg->retired) {
+        pg->retired = 0;
+        /* relaxed: a statistic. */
+        ft_atomic_fetch_sub_relaxed(&retired_pages_total, 1);
+    }
+}
+
+bool fti_mem_has_retired(void)
+{
+    struct fti_heap *h = ft_tls_head.heap;
+    return h != NULL && h->retired_count != 0;
+}
+
+void fti_mem_release_retired(void)
+{
+    struct fti_heap *h = ft_tls_head.heap;
+    if (h == NULL || h->retired.head == NULL)
+        return;
+    uint64_t done = qsbr_hooks.done != NULL ? qsbr_hooks.done() : UINT64_MAX;
+    fti_page *pg;
+    /* Stamps grow along the queue: stop at the first one still unsafe. */
+    while ((pg = h->retired.head) != NULL && retired_page_safe(pg, done)) {
+        q_remove(&h->retired, pg);
+        h->retired_count--;
+        page_unretire(pg);
+        fti_arena_page_free(pg);
+    }
+}
+
+bool fti_mem_retired_over_limit(void)
+{
+    struct fti_heap *h = ft_tls_head.heap;
+    return h != NULL && h->retired_count > retire_limit_pages;
+}
+
+/* Takes a retired page of the class back into use (it never left it), or
+ * NULL. The queue is short: at most retire_limit_pages plus what one
+ * deallocation retires before its end enforces the limit. */
+static fti_page *retired_take(struct fti_heap *h, unsigned kind, unsigned cls)
+{
+    for (fti_page *pg = h->retired.head; pg != NULL; pg = pg->next) {
+        if (pg->kind == kind && pg->cls == cls) {
+            q_remove(&h->retired, pg);
+            h->retired_count--;
+            page_unretire(pg);
+            return pg;
+        }
+    }
+    return NULL;
+}
+
+/* Releases an empty page of heap h (which holds it in queue q): to its arena
+ * at once, or, for an object page, to the heap's retired queue until a grace
+ * period has passed. */
+static FT_NOINLINE void page_release(struct fti_heap *h, fti_page_queue *q, fti_page *pg)
 {
     unsigned kind = pg->kind, cls = pg->cls;
     q_remove(q, pg);
     pg->in_full = 0;
     heap_set_current(h, kind, cls);
-    fti_arena_page_free(pg);
+    if (!page_needs_grace(pg)) {
+        fti_arena_page_free(pg);
+        return;
+    }
+    page_stamp(pg);
+    q_push_back(&h->retired, pg);
+    h->retired_count++;
+    fti_mem_release_retired();
+    if (h->retired_count > retire_limit_pages && qsbr_hooks.pressure != NULL)
+        qsbr_hooks.pressure();
 }
 
 /* ==== abandoned pages =================================================== */
@@ -314,6 +429,7 @@ static fti_page *adopt_page(struct fti_heap *h, unsigned kind, unsigned cls)
     pthread_mutex_unlock(&abandon_lock);
     if (pg != NULL) {
         pg->in_full = 0;
+        page_unretire(pg);
         page_collect(pg);
     }
     return pg;
@@ -323,6 +439,7 @@ void fti_heap_reclaim_abandoned(unsigned max_pages)
 {
     unsigned lists = FTI_KIND_COUNT * FTI_NCLASS;
     unsigned seen = 0;
+    uint64_t done = qsbr_hooks.done != NULL ? qsbr_hooks.done() : UINT64_MAX;
 
     pthread_mutex_lock(&abandon_lock);
     for (unsigned n = 0; n < lists && seen < max_pages && abandoned_pages > 0; n++) {
@@ -336,9 +453,14 @@ void fti_heap_reclaim_abandoned(unsigned max_pages)
             page_collect(pg);
             /* relaxed: under abandon_lock nobody else owns the page. */
             if (ft_atomic_load_relaxed(&pg->used) == 0) {
-                q_remove(q, pg);
-                abandoned_pages--;
-                fti_arena_page_free(pg);
+                if (page_needs_grace(pg))
+                    page_stamp(pg);
+                if (retired_page_safe(pg, done)) {
+                    q_remove(q, pg);
+                    abandoned_pages--;
+                    page_unretire(pg);
+                    fti_arena_page_free(pg);
+                }
             }
             pg = next;
         }
@@ -361,15 +483,24 @@ static void heap_abandon(struct fti_heap *h)
                     pg->in_full = 0;
                     page_collect(pg);
                     /* relaxed: own page. */
-                    if (ft_atomic_load_relaxed(&pg->used) == 0)
+                    if (ft_atomic_load_relaxed(&pg->used) == 0 && !page_needs_grace(pg))
                         fti_arena_page_free(pg);
                     else
-                        abandon_page(pg);
+                        abandon_page(pg); /* an empty object page waits there */
                 }
             }
             h->pages[k][c] = &fti_page_empty;
         }
     }
+    /* Retired pages wait for their grace period on the abandoned lists,
+     * where fti_heap_reclaim_abandoned releases them (or a heap adopts
+     * them). */
+    fti_page *pg;
+    while ((pg = h->retired.head) != NULL) {
+        q_remove(&h->retired, pg);
+        abandon_page(pg);
+    }
+    h->retired_count = 0;
 }
 
 void fti_heap_abandon_current(void)
@@ -445,7 +576,9 @@ static fti_page *heap_find_page(struct fti_heap *h, unsigned kind, unsigned cls)
         }
         if (heap_take_notices(h, kind, cls))
             continue;
-        pg = adopt_page(h, kind, cls);
+        pg = retired_take(h, kind, cls);
+        if (pg == NULL)
+            pg = adopt_page(h, kind, cls);
         if (pg == NULL) {
             fti_heap_reclaim_abandoned(4);
             pg = fti_arena_page_alloc(h, (fti_kind)kind, cls);
@@ -482,7 +615,7 @@ void *fti_alloc_slow(fti_kind kind, size_t size)
     }
     fti_block *b = pg->free;
     pg->free = fti_block_next(pg, b);
-    b->next_enc = 0; /* a stale link would look like a double free */
+    fti_block_clear_link(pg, b);
     /* relaxed: owner-only counter (stats read it). */
     ft_atomic_store_relaxed(&pg->used, ft_atomic_load_relaxed(&pg->used) + 1);
     return b;
@@ -517,13 +650,22 @@ static void check_block_start(const fti_page *pg, const void *p, const char *cal
              "%s: %p is not the start of an ftrt block (%u-byte blocks)", call, p, pg->block_size);
 }
 
+static FT_NOINLINE void free_local_page_change(fti_page *pg);
+
 /* The owner freed into a full page, or emptied a page. */
 static FT_NOINLINE void free_local_slow(fti_page *pg)
 {
     /* The only page of its class (alone in the avail queue): keep it, even
-     * empty, so that churn does not refill. */
+     * empty, so that churn does not refill. Tested before any frame is set
+     * up: churn on one page comes here on every free. */
     if (!pg->in_full && pg->next == NULL && pg->prev == NULL)
         return;
+    free_local_page_change(pg);
+}
+
+/* free_local_slow's work: a full page is full no more, or a page emptied. */
+static FT_NOINLINE void free_local_page_change(fti_page *pg)
+{
     struct fti_heap *h = ft_tls_head.heap;
     unsigned kind = pg->kind, cls = pg->cls;
     fti_page_queue *avail = &h->avail[kind][cls];
@@ -612,7 +754,7 @@ static FT_NOINLINE void *alloc_not_fast(fti_kind kind, size_t n, void *caller)
             pg->touched = 1;
             fti_block *b = pg->free;
             pg->free = fti_block_next(pg, b);
-            b->next_enc = 0; /* a stale link would look like a double free */
+            fti_block_clear_link(pg, b);
             /* relaxed: owner-only counter (stats read it). */
             ft_atomic_store_relaxed(&pg->used, ft_atomic_load_relaxed(&pg->used) + 1);
             return b;
@@ -636,8 +778,10 @@ static inline void *mem_alloc(fti_kind kind, size_t n, void *caller)
             fti_page *pg = h->pages[kind][(n - 1) >> 4];
             fti_block *b = pg->free;
             if (FT_LIKELY(b != NULL)) {
-                pg->free = fti_block_next(pg, b);
-                b->next_enc = 0; /* a stale link would look like a double free */
+                /* kind is a constant in ft_malloc: the offset folds. */
+                uintptr_t *link = (uintptr_t *)((uintptr_t)b + fti_link_offset(kind));
+                pg->free = (fti_block *)(*link ^ pg->key);
+                *link = 0; /* a stale link would look like a double free */
                 /* relaxed: owner-only counter (stats read it). */
                 ft_atomic_store_relaxed(&pg->used, ft_atomic_load_relaxed(&pg->used) + 1);
                 return b;
@@ -666,7 +810,12 @@ static FT_NOINLINE void free_local_checked(fti_page *pg, fti_block *b, const cha
  * caller checked to lie in [1, FTI_MAP_GRANULES): the arena bitmap says the
  * pointer is ours, the page says we own it, a push onto local_free. Every
  * slow case is a tail call, so the fast path needs no saved registers. */
-static inline void mem_free_in_map(void *p, uintptr_t idx, const char *call)
+static FT_NOINLINE void free_any_kind(void *p, uintptr_t idx, const char *call);
+
+/* kind_hint: FTI_KIND_RAW for ft_free (a block of another kind takes the
+ * generic path), FTI_KIND_COUNT when unknown; the link offset then folds to
+ * a constant for ft_free. */
+static inline void mem_free_in_map(void *p, uintptr_t idx, const char *call, unsigned kind_hint)
 {
     /* The arena bitmap (one load) says whether p's granule is an arena; if
      * so the arena is p masked. Large blocks and foreign pointers read 0 and
@@ -683,21 +832,38 @@ static inline void mem_free_in_map(void *p, uintptr_t idx, const char *call)
         free_remote(pg, p, call);
         return;
     }
+    size_t link_offset;
+    if (kind_hint == FTI_KIND_RAW) {
+        if (FT_UNLIKELY(pg->kind != FTI_KIND_RAW)) {
+            free_any_kind(p, idx, call);
+            return;
+        }
+        link_offset = FTI_LINK_OFFSET_RAW;
+    } else {
+        link_offset = fti_link_offset(pg->kind);
+    }
     /* A free block's link decodes to NULL or to a block of the same page;
      * live data almost never does (the link is keyed). Interior pointers
      * are checked here only in debug builds; remote frees always check. */
-    uintptr_t link = b->next_enc ^ pg->key;
+    uintptr_t *link_slot = (uintptr_t *)((uintptr_t)b + link_offset);
+    uintptr_t link = *link_slot ^ pg->key;
     if (FT_UNLIKELY((link ^ (uintptr_t)b) < FTI_PAGE_SIZE || link == 0 || FT_CFG_DEBUG_LEVEL >= 2)) {
         free_local_checked(pg, b, call);
         return;
     }
-    fti_block_set_next(pg, b, pg->local_free);
+    *link_slot = (uintptr_t)pg->local_free ^ pg->key;
     pg->local_free = b;
     /* relaxed: owner-only counter (stats read it). */
     uint32_t used = ft_atomic_load_relaxed(&pg->used) - 1;
     ft_atomic_store_relaxed(&pg->used, used);
     if (FT_UNLIKELY(used == 0 || pg->in_full))
         free_local_slow(pg);
+}
+
+/* ft_free of a block that is not raw memory: the link offset of its kind. */
+static FT_NOINLINE void free_any_kind(void *p, uintptr_t idx, const char *call)
+{
+    mem_free_in_map(p, idx, call, FTI_KIND_COUNT);
 }
 
 /* mem_free_in_map after the bound test with a constant bound: granule 0
@@ -710,7 +876,7 @@ static void mem_free_bounded(void *p, const char *call)
         fti_free_slow(p, call);
         return;
     }
-    mem_free_in_map(p, idx, call);
+    mem_free_in_map(p, idx, call, FTI_KIND_COUNT);
 }
 
 static FT_NOINLINE void free_traced(void *p, const char *call)
@@ -738,7 +904,7 @@ static FT_NOINLINE void free_not_fast(void *p, const char *call)
  * tracing, doubles as the tracing test. ft_free's fast path is 42
  * instructions on x86-64 (release build, callgrind; docs/bench-mem.md).
  * Callers other than ft_free never pass NULL. */
-static inline void mem_free(void *p, const char *call)
+static inline void mem_free(void *p, const char *call, unsigned kind_hint)
 {
     uintptr_t idx = (uintptr_t)p >> FTI_ARENA_SHIFT;
     /* relaxed: as in mem_alloc. */
@@ -746,18 +912,21 @@ static inline void mem_free(void *p, const char *call)
         free_not_fast(p, call);
         return;
     }
-    mem_free_in_map(p, idx, call);
+    mem_free_in_map(p, idx, call, kind_hint);
 }
 
 void *fti_mem_alloc(fti_kind kind, size_t size)
 {
+    /* Object blocks hold a header and the link after it (mem.h). */
+    if (FT_UNLIKELY(size < FTI_OBJECT_MIN_BLOCK) && kind != FTI_KIND_RAW)
+        size = FTI_OBJECT_MIN_BLOCK;
     return mem_alloc(kind, size, __builtin_return_address(0));
 }
 
 void fti_mem_free(void *p)
 {
     FT_CHECK(p != NULL, "fti_mem_free: NULL pointer");
-    mem_free(p, "fti_mem_free");
+    mem_free(p, "fti_mem_free", FTI_KIND_COUNT);
 }
 
 void *ft_malloc(size_t n)
@@ -767,7 +936,7 @@ void *ft_malloc(size_t n)
 
 void ft_free(void *p)
 {
-    mem_free(p, "ft_free"); /* NULL takes the slow path, which ignores it */
+    mem_free(p, "ft_free", FTI_KIND_RAW); /* NULL takes the slow path, which ignores it */
 }
 
 void *ft_calloc(size_t count, size_t size)
@@ -823,7 +992,7 @@ void *ft_realloc(void *p, size_t n)
     if (p == NULL)
         return mem_alloc(FTI_KIND_RAW, n, caller);
     if (n == 0) {
-        mem_free(p, "ft_realloc");
+        mem_free(p, "ft_realloc", FTI_KIND_RAW);
         return NULL;
     }
     size_t old = block_usable_size(p);
@@ -842,7 +1011,7 @@ void *ft_realloc(void *p, size_t n)
     if (q == NULL)
         return NULL;
     memcpy(q, p, n < old ? n : old);
-    mem_free(p, "ft_realloc");
+    mem_free(p, "ft_realloc", FTI_KIND_RAW);
     return q;
 }
 

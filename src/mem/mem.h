@@ -5,13 +5,24 @@
  *   FTI_KIND_OBJ  objects of non-GC types
  *   FTI_KIND_GC   objects the collector must walk
  *
- * Contract with the object layer (what makes walks and merges safe):
- *   - mem never writes bytes 0..7 of a freed block: the free-list link lives
- *     at offset 8. The object layer zeroes ob_owner before freeing, so a freed
- *     slot of an object kind reads ob_owner == 0.
+ * Contract with the object layer (what makes walks, merges and lock-free
+ * readers safe):
+ *   - mem never writes bytes 0..23 of a freed object block (the object
+ *     header): the free-list link lives at offset 24 (offset 8 in raw
+ *     blocks). The object layer leaves a freed object's header reading
+ *     owner 0, local 0 and a shared word on which ft_try_incref fails, so a
+ *     freed slot of an object kind reads ob_owner == 0 and stays so until it
+ *     is handed out again.
  *   - a slot of an object kind that was never handed out reads zero in its
- *     bytes 0..7.
- *   - object-kind blocks are 16-byte aligned and at least 16 bytes. */
+ *     bytes 0..15.
+ *   - object-kind blocks are 16-byte aligned and at least 32 bytes.
+ *   - type-stable pages: an object page that empties keeps its kind and size
+ *     class, reusable by its heap, until a QSBR grace period that began after
+ *     it emptied has completed (the hooks below); only then may its memory
+ *     become a page of another class, be purged or be unmapped. So a reader
+ *     that loaded a pointer to an object before its last quiescent state
+ *     finds an object header there (the object, a dead one, or a newer object
+ *     of the same size), never arbitrary bytes. */
 #ifndef FT_MEM_H
 #define FT_MEM_H
 
@@ -77,6 +88,30 @@ FT_INTERNAL int fti_mem_walk(fti_kind kind, unsigned flags, fti_block_visit_fn f
 
 /* Forgets which pages were touched (collector, world stopped). */
 FT_INTERNAL void fti_mem_clear_touched(fti_kind kind);
+
+/* Grace periods for type-stable pages, provided by a higher layer (the
+ * object layer's grace-period tickets). Without hooks (mem used alone) empty
+ * pages are released at once. */
+typedef struct fti_mem_qsbr_hooks {
+    /* A ticket read now: a page retired with stamp s is safe once done() > s. */
+    uint64_t (*stamp)(void);
+    uint64_t (*done)(void);
+    /* The calling thread holds more than retire_limit_bytes of retired pages:
+     * a grace period is due (the callee decides when, never inside mem). */
+    void (*pressure)(void);
+    size_t retire_limit_bytes;
+} fti_mem_qsbr_hooks;
+
+/* Installs (or, with NULL, removes) the hooks; called at runtime init and
+ * fini while no other thread allocates. */
+FT_INTERNAL void fti_mem_set_qsbr_hooks(const fti_mem_qsbr_hooks *hooks);
+
+/* Releases the calling thread's retired pages whose grace period completed. */
+FT_INTERNAL void fti_mem_release_retired(void);
+
+/* True if the calling thread holds more retired pages than the limit / any. */
+FT_INTERNAL bool fti_mem_retired_over_limit(void);
+FT_INTERNAL bool fti_mem_has_retired(void);
 
 /* Layer init/fini, called by the runtime (mem also works before ft_init). */
 FT_INTERNAL int fti_mem_init(void);

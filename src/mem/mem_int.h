@@ -56,13 +56,22 @@
 #define FTI_TOP_SIZE    ((size_t)1 << FTI_TOP_BITS)
 #define FTI_MAP_GRANULES ((uintptr_t)1 << FTI_MAP_BITS) /* arena-sized granules the map covers */
 
-/* A block on a free list: the link lives at offset 8 (bytes 0..7 belong to
- * the object layer), stored xor-ed with the page's key so that stray data in
- * a live block almost never looks like a free-list link (double-free check). */
-typedef struct fti_block {
-    uintptr_t keep;      /* never written by mem once the slot was handed out */
-    uintptr_t next_enc;  /* (next block) ^ page->key; 0 ^ key ends the list */
-} fti_block;
+/* A block on a free list. The link is stored xor-ed with the page's key, so
+ * that stray data in a live block almost never looks like a free-list link
+ * (double-free check), at an offset that depends on the page's kind:
+ *   - raw blocks (16 bytes and up): offset 8; bytes 0..7 are never written
+ *     by mem once the slot was handed out;
+ *   - object blocks (32 bytes and up, the header is 24): offset 24, so that
+ *     the whole object header (owner, counts, type) of a freed object stays
+ *     as the object layer left it until the block is handed out again. A
+ *     lock-free reader holding a stale pointer reads a dead header there,
+ *     never a link (CPython gives mimalloc a debug_offset for the same
+ *     reason). */
+#define FTI_LINK_OFFSET_RAW    8u
+#define FTI_LINK_OFFSET_OBJECT 24u
+#define FTI_OBJECT_MIN_BLOCK   32u
+
+typedef struct fti_block fti_block; /* opaque: a free slot, reached through fti_block_link */
 
 typedef enum fti_page_state {
     FTI_PAGE_META = 0,   /* holds the arena header */
@@ -97,11 +106,13 @@ struct fti_page {
     uint32_t capacity;        /* blocks linked into the lists so far (owner only) */
     uint8_t state;            /* fti_page_state (arena lock; stable while the page holds live blocks) */
     uint8_t dirty;            /* free page whose memory may be resident (arena lock) */
-    uint8_t pad_[2];
+    uint8_t retired;          /* empty object page waiting for a grace period (owner / abandoned lock) */
+    uint8_t pad_[1];
     fti_page *next, *prev;    /* heap queue (owner), abandoned list (abandoned lock) or arena free list (arena lock) */
+    uint64_t retire_stamp;    /* grace-period ticket read when it was retired (owner / abandoned lock) */
     /* 128 bytes: indexing is a shift, and remote freers of one page do not
      * share a cache line with the owner of the next. */
-    uint8_t pad_tail_[128 - 88];
+    uint8_t pad_tail_[128 - 96];
 };
 
 typedef struct fti_arena fti_arena;
@@ -134,6 +145,8 @@ struct fti_heap {
     fti_page_queue full[FTI_KIND_COUNT][FTI_NCLASS];  /* pages found full (owner) */
     _Atomic uint8_t full_notice[FTI_KIND_COUNT][FTI_NCLASS]; /* a full page got a remote free (any thread sets, owner clears) */
     uint32_t retire_hold;     /* > 0: do not release empty pages (owner; heap visit in progress) */
+    uint32_t retired_count;   /* pages in retired (owner) */
+    fti_page_queue retired;   /* empty object pages waiting for a grace period, oldest first (owner) */
     uint8_t live;             /* owned by a thread (heap-list lock) */
     struct fti_heap *next_all; /* list of all heap records (heap-list lock) */
 };
@@ -249,14 +262,32 @@ static inline fti_page *fti_page_of(fti_arena *arena, uintptr_t addr)
     return &arena->pages[(addr >> FTI_PAGE_SHIFT) & (FTI_PAGES_PER_ARENA - 1)];
 }
 
+static inline size_t fti_link_offset(unsigned kind)
+{
+    return kind == FTI_KIND_RAW ? FTI_LINK_OFFSET_RAW : FTI_LINK_OFFSET_OBJECT;
+}
+
+/* The link slot of a block of page (see fti_block). */
+static inline uintptr_t *fti_block_link(const fti_page *page, const fti_block *b)
+{
+    return (uintptr_t *)((uintptr_t)b + fti_link_offset(page->kind));
+}
+
 static inline fti_block *fti_block_next(const fti_page *page, const fti_block *b)
 {
-    return (fti_block *)(b->next_enc ^ page->key);
+    return (fti_block *)(*fti_block_link(page, b) ^ page->key);
 }
 
 static inline void fti_block_set_next(const fti_page *page, fti_block *b, const fti_block *next)
 {
-    b->next_enc = (uintptr_t)next ^ page->key;
+    *fti_block_link(page, b) = (uintptr_t)next ^ page->key;
+}
+
+/* Clears the link slot of a block being handed out: a stale link would look
+ * like a double free. */
+static inline void fti_block_clear_link(const fti_page *page, fti_block *b)
+{
+    *fti_block_link(page, b) = 0;
 }
 
 /* ---- arena.c ------------------------------------------------------------ */
@@ -311,7 +342,7 @@ FT_INTERNAL void fti_free_slow(void *p, const char *call);
 /* Takes back remote frees of an abandoned page and releases it if empty
  * (abandoned lock). */
 FT_INTERNAL void fti_heap_reclaim_abandoned(unsigned max_pages);
-FT_INTERNAL void fti_heap_stats(size_t *live_heaps, size_t *abandoned_pages);
+FT_INTERNAL void fti_heap_stats(size_t *live_heaps, size_t *abandoned_pages, size_t *retired_pages);
 
 /* ---- trace.c ------------------------------------------------------------ */
 

@@ -192,7 +192,7 @@ void ft_mem_get_stats(ft_mem_stats *s)
     fti_arena_lock();
     fti_arena_foreach_page(stats_page, s);
     fti_arena_unlock();
-    fti_heap_stats(&s->heaps, &s->pages_abandoned);
+    fti_heap_stats(&s->heaps, &s->pages_abandoned, &s->pages_retired);
     /* relaxed: statistics. */
     s->arenas = ft_atomic_load_relaxed(&fti_mem_ctr.arenas);
     s->arenas_empty = ft_atomic_load_relaxed(&fti_mem_ctr.arenas_empty);
@@ -222,7 +222,8 @@ void ft_mem_print_stats(FILE *out)
                 k->blocks_free, k->blocks_used * k->block_size);
     }
     fprintf(out, "# arenas mapped          = %zu (%zu empty, kept for reuse)\n", s.arenas, s.arenas_empty);
-    fprintf(out, "# pages in use           = %zu (%zu abandoned by departed threads)\n", s.pages_in_use, s.pages_abandoned);
+    fprintf(out, "# pages in use           = %zu (%zu abandoned by departed threads, %zu retired until a grace period)\n",
+            s.pages_in_use, s.pages_abandoned, s.pages_retired);
     fprintf(out, "# heaps of live threads  = %zu\n", s.heaps);
     fprintf(out, "# large blocks           = %zu (%zu bytes mapped)\n", s.large_blocks, s.large_bytes);
     fprintf(out, "# bytes in use           = %zu\n", s.bytes_in_use);

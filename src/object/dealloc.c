@@ -15,15 +15,22 @@
  *   3. untrack;
  *   4. release the references it holds through traverse;
  *   5. the type's dealloc (non-object resources);
- *   6. poison (debug: ob_type = "<freed>"), ob_owner = 0, free - after a QSBR
- *      grace period unless the type has FT_TYPE_NO_SHARED_READS.
- * Until the memory is freed the header reads owner 0, local 0, shared MERGED
- * with a zero count, so a racing ft_try_incref fails.
+ *   6. poison (debug: ob_type = "<freed>"), ob_owner = 0, free at once.
+ * The header then reads owner 0, local 0 and a shared word of 0 (the owner's
+ * fast death) or MERGED with a zero count, on both of which ft_try_incref
+ * fails, and it stays so until the block is handed out again: mem keeps the
+ * 24-byte header of a freed object block intact, and an object page keeps
+ * its size class until a QSBR grace period after it emptied (mem.h). So a
+ * lock-free reader holding a stale pointer finds a dead header, or a newer
+ * object of the same size whose count its CAS may take legitimately (its
+ * re-check of the slot then fails and it drops that reference); the block
+ * itself needs no grace period (CPython frees objects at once on the same
+ * grounds).
  *
  * The worklist is a stack of pointers beside the objects, not a link through
- * the dead object's counts: lock-free readers may still CAS ob_ref_shared of
- * a dead object until the grace period ends (their CAS fails on MERGED/0, but
- * only if that word still reads MERGED/0). */
+ * the dead object's counts: lock-free readers may still read the header of a
+ * dead object (their ft_try_incref fails on 0 or MERGED/0, but only if that
+ * word still reads so). */
 #include "object/object_int.h"
 
 #include "mem/mem.h"
@@ -173,13 +180,9 @@ static void dealloc_one(ft_object *o)
         (void)t->traverse(o, release_reference, NULL);
     if (t->dealloc != NULL)
         t->dealloc(o);
-    /* Only objects a lock-free reader may reach (stored in a container slot:
-     * FT_OB_SHARED_READ) wait for a grace period; the rest is reused at once,
-     * which keeps the allocator's locality (docs/objects.md). */
-    bool delayed = (flags & FT_OB_SHARED_READ) && !(t->flags & FT_TYPE_NO_SHARED_READS);
     if (FT_CFG_DEBUG_LEVEL >= 1)
         o->ob_type = &fti_freed_type;
-    fti_object_free_block(o, delayed);
+    fti_mem_free(o);
 }
 
 void fti_object_dealloc(ft_object *o)

@@ -1,13 +1,25 @@
-/* delayed_free.c - QSBR-delayed frees, bounded per thread.
+/* delayed_free.c - QSBR-delayed frees and grace-period tickets, bounded per
+ * thread.
+ *
+ * Two things wait for grace periods here:
+ *   - raw container storage (a dict's replaced keys block, a list's old item
+ *     array) handed to fti_qsbr_free_delayed, which a lock-free reader may
+ *     still be reading;
+ *   - mem's retired object pages (mem.h, type-stable pages): an object page
+ *     that emptied keeps its size class until a grace period, so that a
+ *     reader holding a stale object pointer reads an object header. Objects
+ *     themselves are freed at once (dealloc.c); mem stamps and releases the
+ *     pages with the tickets below, through hooks installed at init.
  *
  * What it guarantees: a block handed to the delayed path is freed only after
  * a grace period that began after it was handed over, so a lock-free reader
- * that loaded a pointer to it before it died can still read its header
- * (ft_try_incref fails on it) or its old storage. A thread never holds more
- * than its budget (cfg->qsbr_budget_bytes, and budget/16 blocks) for longer
- * than the rest of the current deallocation: crossing it forces a grace
- * period (fti_qsbr_synchronize) at the end of the outermost deallocation
- * (CPython gh-132519: unbounded delayed frees held gigabytes).
+ * that loaded a pointer into it before it was retired can still read it. A
+ * thread never holds more than its budget (cfg->qsbr_budget_bytes, and
+ * budget/16 blocks; for pages, max(4, budget / page size) retired pages)
+ * for longer than the rest of the current deallocation: crossing it forces
+ * a grace period (fti_qsbr_synchronize) at the end of the outermost
+ * deallocation, outside lock-free reads (CPython gh-132519: unbounded
+ * delayed frees held gigabytes).
  *
  * Why it is correct: grace periods are numbered by tickets. A block is
  * stamped with the ticket counter read after it became unreachable; a grace
@@ -79,8 +91,12 @@ static void free_chunk_blocks(fti_object_tstate *ts, fti_delayed_chunk *c)
 
 void fti_delayed_poll(fti_object_tstate *ts)
 {
-    if (ts->delayed_head == NULL)
+    fti_mem_release_retired();
+    if (ts->delayed_head == NULL) {
+        if (ts->budget_exceeded && !fti_mem_retired_over_limit())
+            ts->budget_exceeded = false;
         return;
+    }
     /* acquire: pairs with the release in grace_period. */
     uint64_t done = ft_atomic_load_acquire(&gp_done);
     while (ts->delayed_head != NULL && ts->delayed_head->stamp < done) {
@@ -95,7 +111,7 @@ void fti_delayed_poll(fti_object_tstate *ts)
         c->next = ts->spare;
         ts->spare = c;
     }
-    if (ts->delayed_bytes <= budget_bytes && ts->delayed_count <= budget_count)
+    if (ts->delayed_bytes <= budget_bytes && ts->delayed_count <= budget_count && !fti_mem_retired_over_limit())
         ts->budget_exceeded = false;
 }
 
@@ -149,6 +165,13 @@ void fti_delayed_enforce_budget(fti_object_tstate *ts)
     fti_delayed_poll(ts);
 }
 
+void fti_qsbr_barrier(void)
+{
+    FT_CHECK(ft_tls_head.lockfree_reads == 0, "fti_qsbr_barrier: inside a lock-free read");
+    grace_period();
+    fti_delayed_poll(fti_object_tstate_get());
+}
+
 void fti_delayed_release_spares(fti_object_tstate *ts)
 {
     while (ts->spare != NULL) {
@@ -167,23 +190,13 @@ void fti_delayed_retire_stats(fti_object_tstate *ts)
 
 void fti_delayed_flush(fti_object_tstate *ts)
 {
-    if (ts->delayed_head == NULL)
+    if (ts->delayed_head == NULL && !fti_mem_has_retired())
         return;
     fti_delayed_poll(ts);
-    if (ts->delayed_count != 0 && !fti_world_is_stopped()) {
+    if ((ts->delayed_count != 0 || fti_mem_has_retired()) && !fti_world_is_stopped()) {
         grace_period();
         fti_delayed_poll(ts);
     }
-}
-
-void fti_object_free_block(ft_object *o, bool delayed)
-{
-    if (!delayed) {
-        fti_mem_free(o);
-        return;
-    }
-    fti_object_tstate *ts = fti_object_tstate_get();
-    push(ts, o, fti_mem_usable_size(o));
 }
 
 void fti_qsbr_free_delayed(void *raw, size_t bytes)
@@ -196,6 +209,46 @@ void fti_qsbr_free_delayed(void *raw, size_t bytes)
      * the middle of a type's dealloc). */
     if (ts->budget_exceeded && !fti_dealloc_in_progress())
         fti_delayed_enforce_budget(ts);
+}
+
+/* ---- grace periods for mem's type-stable object pages (mem.h) ---- */
+
+static uint64_t mem_stamp(void)
+{
+    /* seq_cst: as the stamp of a pushed block (file comment): read after the
+     * page's last block was freed, ordered before the fetch_add of any grace
+     * period that counts for it. */
+    return ft_atomic_load_seq_cst(&gp_ticket);
+}
+
+static uint64_t mem_done(void)
+{
+    /* acquire: pairs with the release in grace_period, as in fti_delayed_poll. */
+    return ft_atomic_load_acquire(&gp_done);
+}
+
+static void mem_pressure(void)
+{
+    /* Enforced where the delayed-free budget is: at the end of the outermost
+     * deallocation, outside lock-free reads (fti_delayed_enforce_budget). */
+    fti_object_tstate *ts = ft_tls_head.object_state;
+    if (ts != NULL)
+        ts->budget_exceeded = true;
+}
+
+void fti_delayed_install_mem_hooks(bool install)
+{
+    if (!install) {
+        fti_mem_set_qsbr_hooks(NULL);
+        return;
+    }
+    fti_mem_qsbr_hooks hooks = {
+        .stamp = mem_stamp,
+        .done = mem_done,
+        .pressure = mem_pressure,
+        .retire_limit_bytes = budget_bytes,
+    };
+    fti_mem_set_qsbr_hooks(&hooks);
 }
 
 void fti_delayed_get_stats(fti_delayed_stats *out)

@@ -74,10 +74,11 @@ void *ft_new_var(const ft_type *t, size_t extra_bytes)
     ft_object *o = fti_mem_alloc(gc ? FTI_KIND_GC : FTI_KIND_OBJ, size);
     if (o == NULL)
         return NULL;
-    /* No other thread can read this block now: a freed object's memory is
-     * reused only after every lock-free reader passed a quiescent state
-     * (delayed free) or its type promises it has no such readers. Relaxed
-     * stores; the caller publishes the object with its own synchronisation. */
+    /* A lock-free reader holding a stale pointer to the block's previous
+     * object may read this header while we write it: it fails on the dead
+     * header and on this new one alike (shared word 0: ft_try_incref), so
+     * relaxed atomic stores suffice; the caller publishes the object with
+     * its own synchronisation. */
     ft_atomic_store_relaxed(&o->ob_owner, ft_tls_head.owner_tag);
     ft_atomic_store_relaxed(&o->ob_mutex, 0);
     ft_atomic_store_relaxed(&o->ob_gc_bits, gc ? FTI_GC_TRACKED : 0);
@@ -261,13 +262,44 @@ bool ft_try_incref(void *op)
     /* relaxed: the CAS re-validates. */
     int32_t shared = ft_atomic_load_relaxed(&o->ob_ref_shared);
     do {
+        /* 0: owned with no shared count and not marked shared-read, so its
+         * owner may free it without a CAS (fast death); or a freed block, or
+         * a new object being initialised in a reused block. Never touch it
+         * (CPython's _Py_TryIncRefShared fails on it too). Readers of
+         * container slots see marked objects (ft_set_shared_read sets
+         * FT_SHARED_WEAKREFS), whose death always goes through a CAS. */
+        if (shared == 0)
+            return false;
         if ((shared & FT_SHARED_MASK) == FT_SHARED_MERGED && shared < FT_SHARED_MERGED + FTI_SHARED_ONE)
             return false; /* merged with a zero count: dead or dying */
-        /* relaxed: atomicity alone decides the race with the zero CAS of the
-         * decref paths; the object's contents were published by the slot the
-         * reader loaded it from. */
-    } while (!ft_atomic_cas_weak_relaxed(&o->ob_ref_shared, &shared, shared + FTI_SHARED_ONE));
+        /* acquire: pairs with the release of ft_set_shared_read's marking
+         * CAS (the head of the release sequence our CAS reads from), so that
+         * when the block holds a newer object than the one the reader meant,
+         * the reference we take (and may be the last to drop) sees that
+         * object initialised. Atomicity alone decides the race with the
+         * zero CAS of the death paths. */
+    } while (!ft_atomic_cas_weak_acquire(&o->ob_ref_shared, &shared, shared + FTI_SHARED_ONE));
     return true;
+}
+
+void ft_mark_shared_read(ft_object *o)
+{
+    /* relaxed: read by the object's death paths after an acquire that pairs
+     * with our caller's later release decref. */
+    ft_atomic_fetch_or_relaxed(&o->ob_flags, FT_OB_SHARED_READ);
+    /* relaxed: set before publication. Immortal objects are never counted. */
+    if (ft_atomic_load_relaxed(&o->ob_ref_local) == FT_REF_IMMORTAL)
+        return;
+    /* relaxed: the CAS re-validates. */
+    int32_t shared = ft_atomic_load_relaxed(&o->ob_ref_shared);
+    /* Only an owned object with nothing queued needs the state: QUEUED and
+     * MERGED already die through a CAS (CPython's _PyObject_SetMaybeWeakref). */
+    while ((shared & FT_SHARED_MASK) == FT_SHARED_DEFAULT) {
+        /* release: heads the release sequence that ft_try_incref's acquire
+         * CAS reads from (object.c, ft_try_incref). */
+        if (ft_atomic_cas_weak_release(&o->ob_ref_shared, &shared, shared | FT_SHARED_WEAKREFS))
+            break;
+    }
 }
 
 /* ---- Queries and modes ------------------------------------------------------ */
@@ -302,9 +334,12 @@ intptr_t fti_object_total_refcount(const ft_object *o)
 void ft_set_immortal(void *op)
 {
     ft_object *o = op;
-    /* relaxed: set by the creator before the object is shared (the header's
-     * contract); the owner field is cleared so that merges skip it. */
-    ft_atomic_store_relaxed(&o->ob_ref_local, FT_REF_IMMORTAL);
+    /* release: set by the creator before the object is shared (the header's
+     * contract); pairs with the acquire of a lock-free reader that holds a
+     * stale pointer to the block and finds an immortal object there (dict.c,
+     * key_matches_lockfree), which then reads its contents. The owner field
+     * is cleared so that merges skip it. */
+    ft_atomic_store_release(&o->ob_ref_local, FT_REF_IMMORTAL);
     ft_atomic_store_relaxed(&o->ob_owner, 0);
     /* relaxed: gc bits change only on the owner (here) or with the world stopped. */
     ft_atomic_fetch_and_relaxed(&o->ob_gc_bits, (uint8_t)~FTI_GC_TRACKED); /* never collected */
@@ -369,12 +404,15 @@ int fti_object_init(const ft_config *cfg)
 {
     size_t budget = cfg != NULL && cfg->qsbr_budget_bytes != 0 ? cfg->qsbr_budget_bytes : (size_t)1 << 20;
     fti_delayed_set_budget(budget, budget / 16);
+    fti_delayed_install_mem_hooks(true);
     return fti_brc_init();
 }
 
 void fti_object_fini(void)
 {
     fti_brc_fini();
+    /* Every thread is detached: no reader is left, so pages need no grace. */
+    fti_delayed_install_mem_hooks(false);
     memset(&fti_object_hooks_current, 0, sizeof fti_object_hooks_current);
     fti_object_set_alloc_threshold(0);
 }

@@ -55,6 +55,11 @@ FT_INTERNAL void fti_object_dealloc(ft_object *o);
  * holding more than cfg->qsbr_budget_bytes forces a grace period. */
 FT_INTERNAL void fti_qsbr_free_delayed(void *raw, size_t bytes);
 
+/* Waits for a grace period (the caller is attached and outside lock-free
+ * reads), then frees the calling thread's delayed blocks and releases its
+ * retired object pages that it covers. */
+FT_INTERNAL void fti_qsbr_barrier(void);
+
 /* World stopped (collector): makes a deferred object ordinary again by
  * removing the deferred bias, so that refcounting frees it once the
  * collector's clear has dropped the references that kept it alive. A count

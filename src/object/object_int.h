@@ -66,8 +66,6 @@ FT_INTERNAL bool fti_dealloc_in_progress(void);
 FT_INTERNAL void fti_dealloc_thread_cleanup(void);
 
 /* ---- delayed_free.c ---- */
-/* Frees an object's block now or after a QSBR grace period. */
-FT_INTERNAL void fti_object_free_block(ft_object *o, bool delayed);
 /* Frees whatever delayed blocks a completed grace period covers. */
 FT_INTERNAL void fti_delayed_poll(fti_object_tstate *ts);
 /* Forces a grace period if the thread is over its budget (between
@@ -80,5 +78,8 @@ FT_INTERNAL void fti_delayed_retire_stats(fti_object_tstate *ts);
 /* Waits for a grace period and frees everything the thread holds. */
 FT_INTERNAL void fti_delayed_flush(fti_object_tstate *ts);
 FT_INTERNAL void fti_delayed_set_budget(size_t bytes, size_t count);
+/* Gives mem the grace-period tickets its type-stable object pages wait on
+ * (install at init after the budget is set; remove at fini). */
+FT_INTERNAL void fti_delayed_install_mem_hooks(bool install);
 
 #endif /* FT_OBJECT_PRIV_H */

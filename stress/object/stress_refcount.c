@@ -52,7 +52,6 @@ static const ft_type plain_type = { .name = "snode", .size = sizeof(snode),
 static const ft_type gc_type = { .name = "snode_gc", .size = sizeof(snode), .flags = FT_TYPE_GC,
                                  .traverse = snode_traverse, .dealloc = snode_dealloc };
 static const ft_type local_type = { .name = "snode_local", .size = sizeof(snode),
-                                    .flags = FT_TYPE_NO_SHARED_READS,
                                     .traverse = snode_traverse, .dealloc = snode_dealloc };
 
 static _Atomic(snode *) slots[SLOTS];

@@ -324,11 +324,10 @@ static const ft_type bad_type = {
     .clear = node_clear,
 };
 
-/* Freed at once (no QSBR delay), so the block is really free afterwards. */
+/* Freed at once, so the block is really free afterwards. */
 static const ft_type plain_type = {
     .name = "test.plain",
     .size = sizeof(node),
-    .flags = FT_TYPE_NO_SHARED_READS,
 };
 
 static void collect_with_freed_target(void *arg)

@@ -216,7 +216,7 @@ static void *alloc_and_exit_main(void *arg)
 {
     departed *d = arg;
     for (int i = 0; i < 500; i++) {
-        d->blocks[i] = fti_mem_alloc(FTI_KIND_OBJ, 16 + (size_t)(i % 20) * 16);
+        d->blocks[i] = fti_mem_alloc(FTI_KIND_OBJ, 32 + (size_t)(i % 20) * 16);
         memset(d->blocks[i], 0x5a, 16);
     }
     return NULL; /* thread exit abandons the heap */

@@ -75,18 +75,13 @@ static TEST_UNUSED void test_pair_dealloc(void *self)
     atomic_fetch_add_explicit(&test_pair_deallocs, 1, memory_order_relaxed);
 }
 
-/* A plain node (QSBR-delayed free), a GC node, and a node type whose memory is
- * freed at once (FT_TYPE_NO_SHARED_READS). */
+/* A plain node and a GC node. */
 static TEST_UNUSED const ft_type test_node_type = {
     .name = "test_node", .size = sizeof(test_node), .flags = 0,
     .traverse = test_node_traverse, .clear = test_node_clear, .dealloc = test_node_dealloc,
 };
 static TEST_UNUSED const ft_type test_gc_node_type = {
     .name = "test_gc_node", .size = sizeof(test_node), .flags = FT_TYPE_GC,
-    .traverse = test_node_traverse, .clear = test_node_clear, .dealloc = test_node_dealloc,
-};
-static TEST_UNUSED const ft_type test_fast_node_type = {
-    .name = "test_fast_node", .size = sizeof(test_node), .flags = FT_TYPE_NO_SHARED_READS,
     .traverse = test_node_traverse, .clear = test_node_clear, .dealloc = test_node_dealloc,
 };
 static TEST_UNUSED const ft_type test_pair_type = {

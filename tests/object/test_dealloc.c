@@ -73,7 +73,7 @@ static void test_ten_million_chain(void **state)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    chain_arg a = { &test_fast_node_type, FT_CFG_TSAN ? 200000 : 2000000, 0 };
+    chain_arg a = { &test_node_type, FT_CFG_TSAN ? 200000 : 2000000, 0 };
     pthread_t t;
     ft_blocking_begin();
     assert_int_equal(pthread_create(&t, &attr, chain_thread, &a), 0);
@@ -215,12 +215,12 @@ static void test_weakref_hook_and_untrack(void **state)
     test_node *p = test_node_new(&test_node_type, NULL, 1);
     assert_false(atomic_load(&p->ob.ob_gc_bits) & FTI_GC_TRACKED);
     atomic_fetch_or(&g->ob.ob_flags, FT_OB_HAS_WEAKREFS);
-    ft_set_shared_read(g); /* so that its memory waits for a grace period */
+    ft_set_shared_read(g); /* its death takes the CAS path */
     ft_decref(p);
     assert_int_equal(atomic_load(&weakref_clears), 0);
     ft_decref(g);
     assert_int_equal(atomic_load(&weakref_clears), 1);
-    /* the delayed free has not happened yet: the header reads dead */
+    /* freed, and mem keeps the dead header until the block is reused */
     assert_false(atomic_load(&g->ob.ob_gc_bits) & FTI_GC_TRACKED);
     assert_int_equal(atomic_load(&g->ob.ob_owner), 0);
     assert_int_equal(atomic_load(&g->ob.ob_ref_shared), FT_SHARED_MERGED);

@@ -1,14 +1,19 @@
-/* test_qsbr.c - ft_try_incref and QSBR-delayed frees: failure on a dead
- * object, a race between lock-free readers and the last decref, the
- * delayed-free budget forcing grace periods. */
+/* test_qsbr.c - ft_try_incref, type-stable object memory and QSBR-delayed
+ * frees: failure on a dead object and on an unmarked one of another thread,
+ * a stale pointer to a reused block, a race between lock-free readers and
+ * the last decref, object pages waiting for a grace period, the budgets
+ * forcing grace periods. */
 #include "ft_config.h"
 #include "obj_types.h" /* before ft_test.h: it needs <stdbool.h> */
 #include "ft_test.h"
 
+#include "mem/mem.h"
 #include "object/object.h"
+#include "thread/thread.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 static void init_runtime(size_t budget)
 {
@@ -28,34 +33,82 @@ static void *try_from_other_thread(void *arg)
     return ft_try_incref(arg) ? arg : NULL;
 }
 
+/* ft_try_incref from a fresh attached thread; drops what it took. */
+static bool other_thread_can_take(void *o)
+{
+    pthread_t t;
+    void *got = NULL;
+    assert_int_equal(ft_thread_start(&t, try_from_other_thread, o), 0);
+    assert_int_equal(ft_thread_join(t, &got), 0);
+    return got != NULL;
+}
+
 static void test_try_incref_basics(void **state)
 {
     (void)state;
     init_runtime(0);
     test_node *n = test_node_new(&test_node_type, NULL, 1);
+    /* unmarked: the owner may free it without a CAS, so another thread's
+     * try fails on it (the caller falls back to a lock, as in CPython) */
+    assert_false(other_thread_can_take(n));
     ft_set_shared_read(n); /* readers will ft_try_incref it */
+    assert_int_equal(atomic_load(&n->ob.ob_ref_shared) & FT_SHARED_MASK, FT_SHARED_WEAKREFS);
     assert_true(ft_try_incref(n)); /* owner */
     assert_int_equal(ft_refcount(n), 2);
-    pthread_t t;
-    void *got = NULL;
-    assert_int_equal(ft_thread_start(&t, try_from_other_thread, n), 0); /* non-owner */
-    assert_int_equal(ft_thread_join(t, &got), 0);
-    assert_ptr_equal(got, n);
+    assert_true(other_thread_can_take(n)); /* non-owner; the reference stays */
     assert_int_equal(ft_refcount(n), 3);
     ft_decref(n);
     ft_decref(n);
-    ft_decref(n); /* dead; its memory waits for a grace period */
+    ft_decref(n); /* dead and freed at once: no delayed free */
     fti_delayed_stats st;
     fti_delayed_get_stats(&st);
-    assert_true(st.held_count >= 1);
+    assert_int_equal(st.held_count, 0);
+    /* the block keeps a dead header until it is handed out again */
+    assert_int_equal(atomic_load(&n->ob.ob_owner), 0);
+    assert_int_equal(atomic_load(&n->ob.ob_ref_local), 0);
     assert_false(ft_try_incref(n));
-    assert_int_equal(ft_thread_start(&t, try_from_other_thread, n), 0);
-    assert_int_equal(ft_thread_join(t, &got), 0);
-    assert_null(got);
+    assert_false(other_thread_can_take(n));
 
     test_node *imm = test_node_new(&test_node_type, NULL, 2);
     ft_set_immortal(imm);
     assert_true(ft_try_incref(imm));
+    assert_true(other_thread_can_take(imm));
+    ft_fini();
+}
+
+/* A stale pointer whose block now holds a newer object: the reader may take
+ * a reference to the newer object (legitimately) or fail, never corrupt it. */
+static void test_try_incref_on_reused_block(void **state)
+{
+    (void)state;
+    init_runtime(0);
+    test_node *old = test_node_new(&test_node_type, NULL, 1);
+    ft_set_shared_read(old);
+    void *stale = old;
+    ft_decref(old);
+    test_node *fresh = NULL, *made[4096];
+    int count = 0;
+    while (count < 4096) { /* same size class: the block comes back soon */
+        made[count] = test_node_new(&test_node_type, NULL, 7);
+        if ((void *)made[count++] == stale) {
+            fresh = made[count - 1];
+            break;
+        }
+    }
+    assert_non_null(fresh);
+    /* unmarked newer object: other threads fail, its owner takes a count */
+    assert_false(other_thread_can_take(stale));
+    assert_true(ft_try_incref(stale));
+    ft_decref(stale);
+    assert_int_equal(ft_refcount(fresh), 1);
+    ft_set_shared_read(fresh);
+    assert_true(other_thread_can_take(stale)); /* a reference to fresh */
+    assert_int_equal(ft_refcount(fresh), 2);
+    ft_decref(fresh); /* the one the other thread took */
+    long before = test_node_deallocs_get();
+    for (int i = 0; i < count; i++)
+        ft_decref(made[i]);
+    assert_int_equal(test_node_deallocs_get() - before, count); /* counts stayed exact */
     ft_fini();
 }
 
@@ -77,10 +130,13 @@ static void *reader(void *arg)
         /* acquire: pairs with the writer's release store of a new node. */
         test_node *n = atomic_load_explicit(&c->slot, memory_order_acquire);
         if (ft_try_incref(n)) {
-            if (atomic_load_explicit(&n->magic, memory_order_relaxed) != NODE_MAGIC)
-                bad++; /* a reference to a deallocated object */
-            if (atomic_load_explicit(&c->slot, memory_order_acquire) == n)
+            /* the block may hold a newer object by now: only a reference
+             * confirmed by the slot is the node we meant */
+            if (atomic_load_explicit(&c->slot, memory_order_acquire) == n) {
                 ok++;
+                if (atomic_load_explicit(&n->magic, memory_order_relaxed) != NODE_MAGIC)
+                    bad++; /* a reference to a deallocated object */
+            }
             ft_decref(n);
         } else {
             failed++;
@@ -139,24 +195,17 @@ static void test_budget_forces_grace_periods(void **state)
     const size_t budget = 64 * 1024;
     init_runtime(budget);
     fti_delayed_stats st0, st;
+
+    /* objects never take the delayed path, marked or not */
     fti_delayed_get_stats(&st0);
-    long n = 20000; /* 20000 nodes of 32+ bytes: at least 640 KB, ten budgets */
-    size_t max_held = 0;
-    for (long i = 0; i < n; i++) {
+    for (int i = 0; i < 20000; i++) {
         test_node *shared_node = test_node_new(&test_node_type, NULL, 0);
         ft_set_shared_read(shared_node);
         ft_decref(shared_node);
-        fti_delayed_get_stats(&st);
-        if (st.held_bytes > max_held)
-            max_held = st.held_bytes;
+        ft_decref(test_node_new(&test_node_type, NULL, 0));
     }
     fti_delayed_get_stats(&st);
-    long forced = (long)(st.forced_grace_periods - st0.forced_grace_periods);
-    print_message("objects: %ld forced grace periods, max held %zu bytes\n", forced, max_held);
-    assert_true(forced >= 9);
-    assert_true(forced <= n / 100); /* batched, not one per free */
-    assert_true(max_held <= budget);
-    assert_true(st.delayed_frees - st0.delayed_frees >= (uint64_t)n);
+    assert_int_equal(st.delayed_frees, st0.delayed_frees);
 
     /* raw container storage */
     fti_delayed_get_stats(&st0);
@@ -167,26 +216,88 @@ static void test_budget_forces_grace_periods(void **state)
         fti_delayed_get_stats(&st);
         assert_true(st.held_bytes <= budget);
     }
-    forced = (long)(st.forced_grace_periods - st0.forced_grace_periods);
+    long forced = (long)(st.forced_grace_periods - st0.forced_grace_periods);
     assert_true(forced >= 10); /* 800 KB through a 64 KB budget */
-
-    /* objects of a type without lock-free readers skip the delay, even when
-     * marked; unmarked objects of any type skip it too */
-    fti_delayed_get_stats(&st0);
-    for (int i = 0; i < 1000; i++) {
-        test_node *fast = test_node_new(&test_fast_node_type, NULL, 0);
-        ft_set_shared_read(fast);
-        ft_decref(fast);
-        ft_decref(test_node_new(&test_node_type, NULL, 0));
-    }
-    fti_delayed_get_stats(&st);
-    assert_int_equal(st.delayed_frees, st0.delayed_frees);
+    assert_true(forced <= 200 / 10); /* batched, not one per free */
     ft_fini();
 }
 
-/* Inside a lock-free read section a deallocation never forces a grace
- * period (the reader would report a quiescent state while it still reads
- * shared storage); the budget is enforced at the next safepoint. */
+/* Empty object pages keep their size class until a grace period: a page
+ * emptied while a reader may still hold a pointer into it is not handed to
+ * another class, and the retired pages a thread holds stay bounded. */
+#define FEW_NODES 8000   /* about 6 pages of 48-byte blocks */
+#define MANY_NODES 40000 /* about 30 pages */
+
+static bool reads_dead_header(const test_node *n)
+{
+    int32_t shared = atomic_load(&n->ob.ob_ref_shared);
+    bool dead = atomic_load(&n->ob.ob_owner) == 0 && atomic_load(&n->ob.ob_ref_local) == 0 &&
+                (shared == 0 || shared == FT_SHARED_MERGED);
+    if (FT_CFG_DEBUG_LEVEL >= 1)
+        dead = dead && strcmp(n->ob.ob_type->name, "<freed>") == 0;
+    return dead;
+}
+
+static void test_object_pages_wait_for_grace_period(void **state)
+{
+    (void)state;
+    init_runtime(1 << 20); /* a limit of 16 retired pages */
+    static test_node *nodes[MANY_NODES];
+    ft_mem_stats ms;
+    for (int i = 0; i < FEW_NODES; i++) {
+        nodes[i] = test_node_new(&test_node_type, NULL, 0);
+        ft_set_shared_read(nodes[i]);
+    }
+    for (int i = 0; i < FEW_NODES; i++)
+        ft_decref(nodes[i]);
+    ft_mem_get_stats(&ms);
+    assert_true(ms.pages_retired >= 3);
+    /* other classes take free pages (and would take released ones) */
+    void *raw[512];
+    for (int i = 0; i < 512; i++) {
+        raw[i] = ft_malloc(4000);
+        assert_non_null(raw[i]);
+        memset(raw[i], 0xab, 4000);
+    }
+    size_t dead = 0;
+    for (int i = 0; i < FEW_NODES; i++)
+        dead += reads_dead_header(nodes[i]);
+    assert_int_equal(dead, FEW_NODES); /* no block was reused: nothing allocated 48 bytes */
+    for (int i = 0; i < 512; i++)
+        ft_free(raw[i]);
+    /* after a grace period the pages go back to their arenas */
+    fti_qsbr_barrier();
+    ft_mem_get_stats(&ms);
+    assert_int_equal(ms.pages_retired, 0);
+
+    /* the limit: a thread never holds more than it for long */
+    const size_t budget = 64 * 1024; /* 4 pages */
+    ft_fini();
+    init_runtime(budget);
+    fti_delayed_stats st0, st;
+    fti_delayed_get_stats(&st0);
+    size_t max_retired = 0;
+    for (int i = 0; i < MANY_NODES; i++)
+        nodes[i] = test_node_new(&test_node_type, NULL, 0);
+    for (int i = 0; i < MANY_NODES; i++) {
+        ft_decref(nodes[i]);
+        if (i % 1000 == 0) {
+            ft_mem_get_stats(&ms);
+            if (ms.pages_retired > max_retired)
+                max_retired = ms.pages_retired;
+        }
+    }
+    fti_delayed_get_stats(&st);
+    print_message("max retired pages %zu, forced grace periods %llu\n", max_retired,
+                  (unsigned long long)(st.forced_grace_periods - st0.forced_grace_periods));
+    assert_true(st.forced_grace_periods > st0.forced_grace_periods);
+    assert_true(max_retired <= 4 + 1);
+    ft_fini();
+}
+
+/* Inside a lock-free read section a free never forces a grace period (the
+ * reader would report a quiescent state while it still reads shared
+ * storage); the budget is enforced by the next free outside it. */
 static void test_no_grace_period_inside_lockfree_read(void **state)
 {
     (void)state;
@@ -195,22 +306,32 @@ static void test_no_grace_period_inside_lockfree_read(void **state)
     fti_delayed_stats st0, st;
     fti_delayed_get_stats(&st0);
     fti_lockfree_read_begin();
-    for (int i = 0; i < 2000; i++) { /* 64 KB and more: four budgets */
-        test_node *shared_node = test_node_new(&test_node_type, NULL, 0);
-        ft_set_shared_read(shared_node);
-        ft_decref(shared_node);
+    for (int i = 0; i < 16; i++) { /* 64 KB: four budgets */
+        void *raw = ft_malloc(4096);
+        assert_non_null(raw);
+        fti_qsbr_free_delayed(raw, 4096);
     }
+    /* and object pages emptied inside it (the retire limit is 4 pages) */
+    static test_node *nodes[MANY_NODES];
+    for (int i = 0; i < MANY_NODES; i++)
+        nodes[i] = test_node_new(&test_node_type, NULL, 0);
+    for (int i = 0; i < MANY_NODES; i++)
+        ft_decref(nodes[i]);
     fti_delayed_get_stats(&st);
     assert_int_equal(st.forced_grace_periods, st0.forced_grace_periods);
     assert_true(st.held_bytes > budget);
+    ft_mem_stats ms;
+    ft_mem_get_stats(&ms);
+    assert_true(ms.pages_retired > 4 + 1);
     fti_lockfree_read_end();
-    ft_safepoint(); /* nothing pending: the next deallocation enforces it */
-    test_node *shared_node = test_node_new(&test_node_type, NULL, 0);
-    ft_set_shared_read(shared_node);
-    ft_decref(shared_node);
+    ft_safepoint(); /* nothing pending: the next free enforces it */
+    void *raw = ft_malloc(4096);
+    fti_qsbr_free_delayed(raw, 4096);
     fti_delayed_get_stats(&st);
     assert_true(st.forced_grace_periods > st0.forced_grace_periods);
     assert_true(st.held_bytes <= budget);
+    ft_mem_get_stats(&ms);
+    assert_true(ms.pages_retired <= 4 + 1);
     ft_fini();
 }
 
@@ -218,8 +339,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_try_incref_basics),
+        cmocka_unit_test(test_try_incref_on_reused_block),
         cmocka_unit_test(test_try_incref_races_last_decref),
         cmocka_unit_test(test_budget_forces_grace_periods),
+        cmocka_unit_test(test_object_pages_wait_for_grace_period),
         cmocka_unit_test(test_no_grace_period_inside_lockfree_read),
     };
     if (getenv("FT_TEST_FILTER") != NULL)
