@@ -5,22 +5,25 @@
  * median over --reps of 2T / mean(1T). Variants, per operation:
  *   free_now       make an int (not in a container) and drop it: the owner's
  *                  CAS-free death, the block reused at once
- *   free_delayed   the same int marked FT_OB_SHARED_READ first: it dies
- *                  through the merge CAS and waits for a QSBR grace period
+ *   free_marked    the same int marked shared-read first (as a container
+ *                  marks what it stores): it dies through the merge CAS.
+ *                  Until session 3 it also waited for a QSBR grace period
+ *                  on a per-thread delayed list ("free_marked"); objects
+ *                  are freed at once now (type-stable memory)
  *   dict_immortal  set and get an int key in an own dict whose values are
  *                  immortal (no value is made or freed)
  *   dict_update    the headline's dict_update: a fresh value replaces the old
- *                  one, which dies through the delayed path
- * It separates the cost of the delayed path (grace periods, their waits) from
- * the dict's own work. Never asserts on time. */
+ *                  one, a marked object, which dies
+ * It separates the cost of a marked object's death from the dict's own work.
+ * Never asserts on time. */
 #include "bench_util.h"
 #include "ft_config.h"
 #include "ftrt.h"
 
 #include <stdatomic.h>
 
-enum { V_FREE_NOW, V_FREE_DELAYED, V_DICT_IMMORTAL, V_DICT_UPDATE, V_COUNT };
-static const char *const names[V_COUNT] = { "free_now", "free_delayed", "dict_immortal", "dict_update" };
+enum { V_FREE_NOW, V_FREE_MARKED, V_DICT_IMMORTAL, V_DICT_UPDATE, V_COUNT };
+static const char *const names[V_COUNT] = { "free_now", "free_marked", "dict_immortal", "dict_update" };
 
 static _Atomic int stop;
 static int variant;
@@ -43,9 +46,9 @@ static void *worker(void *p)
     /* relaxed: the flag only ends the loop; the count is read after join. */
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         for (int i = 0; i < 64; i++, n++) {
-            if (variant == V_FREE_NOW || variant == V_FREE_DELAYED) {
+            if (variant == V_FREE_NOW || variant == V_FREE_MARKED) {
                 void *v = ft_int_from_i64((int64_t)n + 1000);
-                if (variant == V_FREE_DELAYED)
+                if (variant == V_FREE_MARKED)
                     ft_set_shared_read(v);
                 ft_decref(v);
                 continue;

@@ -76,7 +76,8 @@ struct ft_object {
 #define FT_OB_HAS_WEAKREFS (1u << 1) /* a weakref points here: clear it at deallocation */
 #define FT_OB_FINALIZED    (1u << 2) /* finalize has run (at most once) */
 #define FT_OB_STATIC       (1u << 3) /* not heap-allocated (static immortal singletons) */
-#define FT_OB_SHARED_READ  (1u << 4) /* may be read lock-free: freed after a QSBR grace period */
+/* (1u << 4) was FT_OB_SHARED_READ: marking is now the shared state
+ * FT_SHARED_WEAKREFS (ft_set_shared_read, ft_is_shared_read). */
 
 /* Out-of-line paths of the inline counting functions. */
 FT_API FT_NOINLINE void ft_incref_shared(ft_object *o);
@@ -150,21 +151,26 @@ FT_API bool ft_try_incref(void *o);
 /* The out-of-line part of ft_set_shared_read. */
 FT_API FT_NOINLINE void ft_mark_shared_read(ft_object *o);
 
-/* Marks o as readable lock-free (FT_OB_SHARED_READ, and the shared state
- * FT_SHARED_WEAKREFS): its death then always decides with a CAS, so a
- * concurrent ft_try_incref from any thread either keeps it alive or fails.
- * Call it, holding a reference, before publishing o in a slot that readers
- * load without a lock and then ft_try_incref. Unmarked objects die without
- * an atomic operation. Freed memory is reused at once either way. */
+/* Marks o as readable lock-free: an owned object with nothing queued gets
+ * the shared state FT_SHARED_WEAKREFS (QUEUED and MERGED objects need
+ * nothing), so its death decides with a CAS and a concurrent ft_try_incref
+ * from any thread either keeps it alive or fails. Call it, holding a
+ * reference, before publishing o in a slot that readers load without a lock
+ * and then ft_try_incref. Unmarked objects die without an atomic operation.
+ * Freed memory is reused at once either way. One relaxed load when there is
+ * nothing to do; one CAS (out of line) the first time. */
 static inline void ft_set_shared_read(void *op)
 {
     ft_object *o = (ft_object *)op;
-    /* relaxed: the flag is set once, by ft_mark_shared_read, before the
-     * marking CAS; the load spares the common already-marked case any
-     * read-modify-write. */
-    if (!(atomic_load_explicit(&o->ob_flags, memory_order_relaxed) & FT_OB_SHARED_READ))
+    /* relaxed: the state only ever leaves DEFAULT, through RMWs; the load
+     * spares the common already-marked case any read-modify-write (a stale
+     * DEFAULT just costs the call, whose CAS re-validates). */
+    if ((atomic_load_explicit(&o->ob_ref_shared, memory_order_relaxed) & FT_SHARED_MASK) == FT_SHARED_DEFAULT)
         ft_mark_shared_read(o);
 }
+
+/* True if o is marked (or no longer needs marking: immortal, queued, merged). */
+FT_API bool ft_is_shared_read(const void *o);
 
 /* Allocates an object of type t with count 1, owned by the calling thread,
  * tracked by the collector when t has FT_TYPE_GC. Fields after the header are

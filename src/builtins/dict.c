@@ -322,8 +322,8 @@ static size_t keys_free_slot_locked(dict_keys *k, uint64_t hash)
  * Work done once: the hash is computed before the section, one probe finds
  * the entry or the insertion slot (after a resize, the slot in the new block
  * is found by a probe for EMPTY, no key comparison), key and value are
- * marked FT_OB_SHARED_READ only when not marked already (ft_set_shared_read
- * tests before its atomic or), and the old value is released after the
+ * marked shared-read only when not marked already (ft_set_shared_read
+ * tests the shared state before its CAS), and the old value is released after the
  * section. */
 static int dict_set_impl(fti_dict *d, void *key, void *value, ft_object **old_out)
 {

@@ -184,7 +184,7 @@ void ft_merge_zero_local(ft_object *o)
     /* relaxed: a flag is set by a thread holding a counted reference, before
      * the release decref that the acquire above synchronises with. */
     uint16_t flags = ft_atomic_load_relaxed(&o->ob_flags);
-    if (shared_now == 0 && !(flags & (FT_OB_SHARED_READ | FT_OB_HAS_WEAKREFS))) {
+    if (shared_now == 0 && !(flags & FT_OB_HAS_WEAKREFS)) {
         /* relaxed: owner-only field; the object is dead. */
         ft_atomic_store_relaxed(&o->ob_ref_local, 0);
         fti_object_dealloc(o);
@@ -284,9 +284,6 @@ bool ft_try_incref(void *op)
 
 void ft_mark_shared_read(ft_object *o)
 {
-    /* relaxed: read by the object's death paths after an acquire that pairs
-     * with our caller's later release decref. */
-    ft_atomic_fetch_or_relaxed(&o->ob_flags, FT_OB_SHARED_READ);
     /* relaxed: set before publication. Immortal objects are never counted. */
     if (ft_atomic_load_relaxed(&o->ob_ref_local) == FT_REF_IMMORTAL)
         return;
@@ -300,6 +297,13 @@ void ft_mark_shared_read(ft_object *o)
         if (ft_atomic_cas_weak_release(&o->ob_ref_shared, &shared, shared | FT_SHARED_WEAKREFS))
             break;
     }
+}
+
+bool ft_is_shared_read(const void *op)
+{
+    ft_object *o = (ft_object *)op;
+    /* relaxed: a snapshot; the state never returns to DEFAULT. */
+    return ft_is_immortal(o) || (ft_atomic_load_relaxed(&o->ob_ref_shared) & FT_SHARED_MASK) != FT_SHARED_DEFAULT;
 }
 
 /* ---- Queries and modes ------------------------------------------------------ */

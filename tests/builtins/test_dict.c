@@ -83,7 +83,7 @@ static void test_dict_api(void **state)
 
 /* The write path's shortcuts: a replace with the identical key object takes
  * no key reference; an insert that grows the block lands in the new block's
- * probe sequence; stored keys and values are marked FT_OB_SHARED_READ. */
+ * probe sequence; stored keys and values are marked shared-read. */
 static void test_dict_set_paths(void **state)
 {
     enum { NKEYS = 200 };
@@ -97,7 +97,7 @@ static void test_dict_set_paths(void **state)
         keys[i] = ft_int_from_i64(5000000 + i);
         assert_int_equal(ft_dict_set(d, keys[i], v1), 0);
         assert_int_equal(ft_refcount(keys[i]), 2);
-        assert_true(atomic_load(&((ft_object *)keys[i])->ob_flags) & FT_OB_SHARED_READ);
+        assert_true(ft_is_shared_read(keys[i]));
         /* every key so far is still found after each resize */
         for (int j = 0; j <= i; j += 17) {
             void *got = ft_dict_get(d, keys[j]);
@@ -105,7 +105,7 @@ static void test_dict_set_paths(void **state)
             ft_decref(got);
         }
     }
-    assert_true(atomic_load(&((ft_object *)v1)->ob_flags) & FT_OB_SHARED_READ);
+    assert_true(ft_is_shared_read(v1));
     assert_int_equal(ft_dict_len(d), NKEYS);
     assert_int_equal(ft_refcount(v1), 1 + NKEYS);
     for (int round = 0; round < 3; round++) {
