@@ -51,6 +51,21 @@ FT_INTERNAL void *fti_mem_alloc(fti_kind kind, size_t size);
  * on a pointer mem did not allocate or a detectable double free. */
 FT_INTERNAL void fti_mem_free(void *p);
 
+/* The arena bitmap (mem_int.h): bit g set exactly while granule g (an
+ * address >> FT_CFG_ARENA_SHIFT) is an arena. */
+FT_INTERNAL extern _Atomic uint64_t fti_arena_bits[];
+
+/* True if p, a block mem handed out, lies in an arena page (a small or
+ * medium block); false for a large block, which has its own mapping and is
+ * unmapped when freed, so it is not type-stable memory. One load. */
+static inline bool fti_mem_in_arena(const void *p)
+{
+    uintptr_t idx = (uintptr_t)p >> FT_CFG_ARENA_SHIFT;
+    /* relaxed: p is a live block of ours, whose bit was set before the block
+     * was handed out (the handoff synchronises). */
+    return ((atomic_load_explicit(&fti_arena_bits[idx >> 6], memory_order_relaxed) >> (idx & 63)) & 1) != 0;
+}
+
 /* Usable size of a block; 0 for a pointer mem did not allocate. */
 FT_INTERNAL size_t fti_mem_usable_size(const void *p);
 

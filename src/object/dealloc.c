@@ -15,7 +15,8 @@
  *   3. untrack;
  *   4. release the references it holds through traverse;
  *   5. the type's dealloc (non-object resources);
- *   6. poison (debug: ob_type = "<freed>"), ob_owner = 0, free at once.
+ *   6. poison (debug: ob_type = "<freed>"), ob_owner = 0, free at once (a
+ *      large object, which has its own mapping, after a grace period).
  * The header then reads owner 0, local 0 and a shared word of 0 (the owner's
  * fast death) or MERGED with a zero count, on both of which ft_try_incref
  * fails, and it stays so until the block is handed out again: mem keeps the
@@ -182,7 +183,13 @@ static void dealloc_one(ft_object *o)
         t->dealloc(o);
     if (FT_CFG_DEBUG_LEVEL >= 1)
         o->ob_type = &fti_freed_type;
-    fti_mem_free(o);
+    /* A large object has a mapping of its own, unmapped when freed: a reader
+     * holding a stale pointer would fault, so it waits for a grace period
+     * (rare: objects above the medium classes, 16 KiB by default). */
+    if (FT_LIKELY(fti_mem_in_arena(o)))
+        fti_mem_free(o);
+    else
+        fti_qsbr_free_delayed(o, fti_mem_usable_size(o));
 }
 
 void fti_object_dealloc(ft_object *o)

@@ -335,6 +335,29 @@ static void test_no_grace_period_inside_lockfree_read(void **state)
     ft_fini();
 }
 
+/* A large object has a mapping of its own, which a free unmaps: it waits
+ * for a grace period instead, so a stale pointer can still be tried. */
+static void test_large_object_waits_for_grace_period(void **state)
+{
+    (void)state;
+    init_runtime(1 << 20);
+    test_node *big = ft_new_var(&test_node_type, 100000);
+    assert_non_null(big);
+    ft_set_shared_read(big);
+    fti_delayed_stats st0, st;
+    fti_delayed_get_stats(&st0);
+    ft_decref(big);
+    fti_delayed_get_stats(&st);
+    assert_int_equal(st.held_count, st0.held_count + 1);
+    assert_true(reads_dead_header(big)); /* still mapped */
+    assert_false(ft_try_incref(big));
+    assert_false(other_thread_can_take(big));
+    fti_qsbr_barrier();
+    fti_delayed_get_stats(&st);
+    assert_int_equal(st.held_count, 0);
+    ft_fini();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_try_incref_races_last_decref),
         cmocka_unit_test(test_budget_forces_grace_periods),
         cmocka_unit_test(test_object_pages_wait_for_grace_period),
+        cmocka_unit_test(test_large_object_waits_for_grace_period),
         cmocka_unit_test(test_no_grace_period_inside_lockfree_read),
     };
     if (getenv("FT_TEST_FILTER") != NULL)
