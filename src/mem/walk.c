@@ -28,6 +28,13 @@ static void collect_page(fti_page *pg, void *arg)
     page_list *l = arg;
     if (pg->kind != l->kind || (l->only_touched && !pg->touched))
         return;
+    /* No live block (exact with the world stopped): nothing to visit. Empty
+     * pages are common here - retired object pages wait for a grace period,
+     * and each heap keeps an empty current page per class - and building
+     * their free bitmap costs a walk of every free block. relaxed: owner
+     * counter, stable while the world is stopped. */
+    if (ft_atomic_load_relaxed(&pg->used) == 0)
+        return;
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 256;
         fti_page **bigger = realloc(l->pages, cap * sizeof *bigger);

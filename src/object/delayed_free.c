@@ -15,7 +15,7 @@
  * a grace period that began after it was handed over, so a lock-free reader
  * that loaded a pointer into it before it was retired can still read it. A
  * thread never holds more than its budget (cfg->qsbr_budget_bytes, and
- * budget/16 blocks; for pages, max(4, budget / page size) retired pages)
+ * budget/16 blocks; for pages, max(4, 8 x budget / page size) retired pages)
  * for longer than the rest of the current deallocation: crossing it forces
  * a grace period (fti_qsbr_synchronize) at the end of the outermost
  * deallocation, outside lock-free reads (CPython gh-132519: unbounded
@@ -246,7 +246,10 @@ void fti_delayed_install_mem_hooks(bool install)
         .stamp = mem_stamp,
         .done = mem_done,
         .pressure = mem_pressure,
-        .retire_limit_bytes = budget_bytes,
+        /* 8x the block budget (2 MiB by default): at 1x, the grace periods
+         * that 2-thread binary-trees forced to release pages cost it 5 %
+         * (docs/bench-gc.md). */
+        .retire_limit_bytes = budget_bytes * 8,
     };
     fti_mem_set_qsbr_hooks(&hooks);
 }

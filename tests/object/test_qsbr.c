@@ -241,7 +241,7 @@ static bool reads_dead_header(const test_node *n)
 static void test_object_pages_wait_for_grace_period(void **state)
 {
     (void)state;
-    init_runtime(1 << 20); /* a limit of 16 retired pages */
+    init_runtime(1 << 20); /* a limit of 128 retired pages */
     static test_node *nodes[MANY_NODES];
     ft_mem_stats ms;
     for (int i = 0; i < FEW_NODES; i++) {
@@ -271,7 +271,7 @@ static void test_object_pages_wait_for_grace_period(void **state)
     assert_int_equal(ms.pages_retired, 0);
 
     /* the limit: a thread never holds more than it for long */
-    const size_t budget = 64 * 1024; /* 4 pages */
+    const size_t budget = 64 * 1024; /* 8 x 64 KiB: 8 pages */
     ft_fini();
     init_runtime(budget);
     fti_delayed_stats st0, st;
@@ -291,7 +291,7 @@ static void test_object_pages_wait_for_grace_period(void **state)
     print_message("max retired pages %zu, forced grace periods %llu\n", max_retired,
                   (unsigned long long)(st.forced_grace_periods - st0.forced_grace_periods));
     assert_true(st.forced_grace_periods > st0.forced_grace_periods);
-    assert_true(max_retired <= 4 + 1);
+    assert_true(max_retired <= 8 + 1);
     ft_fini();
 }
 
@@ -311,7 +311,8 @@ static void test_no_grace_period_inside_lockfree_read(void **state)
         assert_non_null(raw);
         fti_qsbr_free_delayed(raw, 4096);
     }
-    /* and object pages emptied inside it (the retire limit is 4 pages) */
+    /* and object pages emptied inside it (the retire limit is 4 pages, the
+     * minimum: 8 x 16 KiB is 2 pages) */
     static test_node *nodes[MANY_NODES];
     for (int i = 0; i < MANY_NODES; i++)
         nodes[i] = test_node_new(&test_node_type, NULL, 0);
