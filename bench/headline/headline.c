@@ -479,13 +479,16 @@ int main(int argc, char **argv)
             for (int t = 0; t < nthread_counts; t++)
                 result[mode][w][t] = median_of(samples[mode][w][t], reps);
 
+    /* FT/GIL, like the scaling below, is the median of each rep's own ratio:
+     * the two modes' cells of one rep run seconds apart. */
     printf("\n%-15s %7s %16s %16s %8s\n", "workload", "threads", "free-threaded/s", "GIL/s", "FT/GIL");
+    printf("(ops/s: medians over reps; FT/GIL: median of each rep's ratio)\n");
     for (int w = 0; w < W_COUNT; w++)
         for (int t = 0; t < nthread_counts && (only == NULL || strcmp(only, workload_names[w]) == 0); t++)
         {
             char ratio[16] = "-"; /* "-": a mode left out by --mode */
             if (result[0][w][t] > 0 && result[1][w][t] > 0)
-                snprintf(ratio, sizeof ratio, "%.2fx", result[0][w][t] / result[1][w][t]);
+                snprintf(ratio, sizeof ratio, "%.2fx", rep_ratio(samples[0][w][t], samples[1][w][t], reps));
             printf("%-15s %7d %16.0f %16.0f %8s\n", workload_names[w], thread_counts[t], result[0][w][t],
                    result[1][w][t], ratio);
         }
@@ -522,7 +525,10 @@ int main(int argc, char **argv)
                 char ft_s[32], gil_s[32], ratio_s[32];
                 json_number(ft_s, sizeof ft_s, ft);
                 json_number(gil_s, sizeof gil_s, gil);
-                json_number(ratio_s, sizeof ratio_s, result[0][w][t] / result[1][w][t]);
+                json_number(ratio_s, sizeof ratio_s,
+                            result[0][w][t] > 0 && result[1][w][t] > 0
+                                ? rep_ratio(samples[0][w][t], samples[1][w][t], reps)
+                                : 0);
                 fprintf(json,
                         "{\"bench\":\"headline\",\"kind\":\"summary\",\"workload\":\"%s\",\"threads\":%d,"
                         "\"ft_ops_per_s\":%.0f,\"gil_ops_per_s\":%.0f,\"ft_scaling\":%s,\"gil_scaling\":%s,"
