@@ -15,7 +15,7 @@ meson test -C build/debug --print-errorlogs --num-processes 2
 
 echo "== ThreadSanitizer build =="
 setup_build build/tsan --buildtype=debug -Ddebug_level=1 -Db_sanitize=thread -Db_lundef=false \
-    -Dbench=false -Dexamples=false
+    -Dbench=false
 meson compile -C build/tsan
 # halt_on_error: the first report fails the test instead of scrolling past.
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
