@@ -34,6 +34,7 @@ static void config_dealloc(void *self)
 {
     config *c = self;
     c->checksum = 0; /* a reader that used a dead object would see this */
+    /* relaxed: a counter, read after every thread was joined. */
     atomic_fetch_add_explicit(&configs_freed, 1, memory_order_relaxed);
 }
 
@@ -151,6 +152,7 @@ int main(int argc, char **argv)
         retries += args[i].retries;
         bad += args[i].bad;
     }
+    /* relaxed (both): every reader was joined; only this thread is left. */
     ft_decref(atomic_load_explicit(&slot, memory_order_relaxed));
     long freed = atomic_load_explicit(&configs_freed, memory_order_relaxed);
     ft_fini();
